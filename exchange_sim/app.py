@@ -1,0 +1,58 @@
+"""The application factory of the stand-in exchange."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from exchange_sim import handlers
+from exchange_sim.book import Book
+from exchange_sim.config import SimConfig
+from exchange_sim.faults import Faults
+from exchange_sim.keys import BOOK, FAULTS, TRAFFIC
+from exchange_sim.traffic import Traffic
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One error shape, `{"message": ...}`, for unknown routes, wrong methods and crashes."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = handlers.json_error(exc.status, exc.reason)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return handlers.json_error(500, "Internal server error")
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/orders", handlers.place_order)
+    app.router.add_get("/v1/orders/{client_order_id}", handlers.get_order)
+    app.router.add_delete("/v1/orders/{client_order_id}", handlers.cancel_order)
+    app.router.add_get("/_sim/config", handlers.get_config)
+    app.router.add_post("/_sim/config", handlers.update_config)
+    app.router.add_get("/_sim/ledger", handlers.ledger)
+    app.router.add_get("/_sim/requests", handlers.requests_seen)
+    app.router.add_get("/_sim/stats", handlers.stats)
+    app.router.add_post("/_sim/reset", handlers.reset)
+    app.router.add_get("/health", handlers.health)
+
+
+def create_app(config: SimConfig) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    app[BOOK] = Book()
+    app[FAULTS] = Faults(config)
+    app[TRAFFIC] = Traffic()
+    setup_routes(app)
+    return app

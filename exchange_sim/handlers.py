@@ -1,0 +1,134 @@
+"""The exchange's HTTP endpoints (SPEC §3). Thin: decisions live in `Faults`, state in `Book`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from exchange_sim.keys import BOOK, FAULTS, TRAFFIC
+from exchange_sim.schemas import PlaceOrder, parse_place_order, peek_client_order_id
+
+UNAVAILABLE = "Connection not available"
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
+def _outage() -> web.Response:
+    return json_error(503, "exchange unavailable (outage)")
+
+
+async def _latency(app: web.Application) -> None:
+    await asyncio.sleep(app[FAULTS].latency_s)
+
+
+# --- /v1: the exchange's API ----------------------------------------------------------------
+
+
+async def place_order(request: web.Request) -> web.Response:
+    raw = await request.read()
+    with request.app[TRAFFIC].track(peek_client_order_id(raw), "place"):
+        return await _place(request.app, raw)
+
+
+async def _place(app: web.Application, raw: bytes) -> web.Response:
+    faults = app[FAULTS]
+    if faults.config.outage:
+        return _outage()
+    if faults.placement_unavailable():
+        return json_error(503, UNAVAILABLE)
+    try:
+        order_request = parse_place_order(raw)
+    except ValueError as exc:
+        return json_error(400, str(exc))
+    await _latency(app)
+    return await _decide(app, order_request)
+
+
+async def _decide(app: web.Application, order_request: PlaceOrder) -> web.Response:
+    """After the latency, with no await until booked: deadline, refusal, duplicate, booking."""
+    faults, book = app[FAULTS], app[BOOK]
+    now = datetime.now(UTC)
+    if now > order_request.valid_until:
+        return json_error(408, "deadline passed")
+    if faults.rejects():
+        return json_error(400, "order rejected: risk limits exceeded")
+    held = book.get(order_request.client_order_id)
+    if held is not None and not faults.config.accept_duplicate_ids:
+        return web.json_response(held.as_json(), status=409)
+    hang = faults.hangs()
+    order = book.book(order_request, now)
+    if hang:
+        await asyncio.Event().wait()  # booked, never answered: cancelled when the client leaves
+    return web.json_response(order.as_json(), status=201)
+
+
+async def get_order(request: web.Request) -> web.Response:
+    client_order_id = request.match_info["client_order_id"]
+    with request.app[TRAFFIC].track(client_order_id, "lookup"):
+        if request.app[FAULTS].config.outage:
+            return _outage()
+        await _latency(request.app)
+        order = request.app[BOOK].get(client_order_id)
+        if order is None:
+            return json_error(404, "order not found")
+        return web.json_response(order.as_json())
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    client_order_id = request.match_info["client_order_id"]
+    with request.app[TRAFFIC].track(client_order_id, "cancel"):
+        if request.app[FAULTS].config.outage:
+            return _outage()
+        await _latency(request.app)
+        book = request.app[BOOK]
+        order = book.get(client_order_id)
+        if order is None:
+            return json_error(404, "order not found")
+        if order.terminal:
+            return web.json_response(order.as_json(), status=409)
+        book.cancel(order)
+        return web.json_response(order.as_json())
+
+
+# --- /_sim: test and operator controls --------------------------------------------------------
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return web.json_response(request.app[FAULTS].config.model_dump())
+
+
+async def update_config(request: web.Request) -> web.Response:
+    try:
+        changes = json.loads(await request.read())
+        config = request.app[FAULTS].update(changes)
+    except ValueError as exc:
+        return json_error(400, f"invalid config: {exc}")
+    return web.json_response(config.model_dump())
+
+
+async def ledger(request: web.Request) -> web.Response:
+    return web.json_response({"orders": request.app[BOOK].ledger()})
+
+
+async def requests_seen(request: web.Request) -> web.Response:
+    return web.json_response(request.app[TRAFFIC].requests())
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[TRAFFIC].stats())
+
+
+async def reset(request: web.Request) -> web.Response:
+    request.app[BOOK].clear()
+    request.app[TRAFFIC].clear()
+    request.app[FAULTS].reset()
+    return web.Response(status=204)
+
+
+async def health(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

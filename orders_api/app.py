@@ -1,0 +1,71 @@
+"""The API's application factory: middlewares, routes, and the resources in dependency order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import aiojobs
+from aiohttp import web
+
+from orders_api.keys import HTTP, INSTANCE, PLACER, POOL, RETRIER, SCHEDULER, SETTINGS
+from orders_api.placement import Placer
+from orders_api.policy import Policy
+from orders_api.requests import MAX_BODY_BYTES
+from orders_api.retrier import Retrier
+from orders_api.routes import setup_routes
+from orders_core.db import create_pool, database_url
+from orders_core.exchange import ExchangeClient, new_session
+from orders_core.settings import Settings
+from orders_core.web import request_context
+
+
+async def _pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[POOL] = await create_pool(database_url(settings), settings)
+    yield
+    await app[POOL].close()
+
+
+async def _exchange(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[HTTP] = new_session(settings)
+    client = ExchangeClient(app[HTTP], settings.exchange_url, settings.placement_timeout_s)
+    app[PLACER] = Placer(app[POOL], client, Policy.from_settings(settings), app[INSTANCE])
+    yield
+    await app[HTTP].close()
+
+
+async def _retries(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[SCHEDULER] = scheduler = aiojobs.Scheduler(
+        limit=settings.retry_concurrency, pending_limit=settings.retry_concurrency
+    )
+    app[RETRIER] = retrier = Retrier(
+        app[POOL],
+        app[PLACER],
+        scheduler,
+        app[INSTANCE],
+        settings.lease_s,
+        settings.sweep_interval_s,
+        settings.retry_concurrency,
+    )
+    sweeper = asyncio.create_task(retrier.run(), name="retry-sweep")
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    await scheduler.close()
+    await retrier.release()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[INSTANCE] = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+    app.cleanup_ctx.extend([_pool, _exchange, _retries])
+    setup_routes(app)
+    return app

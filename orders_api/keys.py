@@ -1,0 +1,20 @@
+"""Every typed key the API's application holds."""
+
+from __future__ import annotations
+
+import aiohttp
+import aiojobs
+from aiohttp import web
+
+from orders_api.placement import Placer
+from orders_api.retrier import Retrier
+from orders_core.db import Pool
+from orders_core.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", Pool)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+PLACER = web.AppKey("placer", Placer)
+SCHEDULER = web.AppKey("scheduler", aiojobs.Scheduler)
+RETRIER = web.AppKey("retrier", Retrier)
+INSTANCE = web.AppKey("instance", str)

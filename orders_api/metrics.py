@@ -1,0 +1,39 @@
+"""The API's event metrics. Label sets are created up front so `increase()` sees the first event."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from orders_core.domain import OrderStatus
+from orders_core.exchange import METRIC_OUTCOMES, Found
+
+ORDERS_CREATED = Counter("orders_created_total", "Orders accepted and stored by the API")
+PLACEMENT_ATTEMPTS = Counter(
+    "orders_placement_attempts_total",
+    "Placement requests sent to the exchange, by what came back",
+    ["outcome"],
+)
+PLACEMENT_LOOKUPS = Counter(
+    "orders_placement_lookups_total",
+    "Lookups of orders whose placement outcome was unknown, by result",
+    ["outcome"],
+)
+RETRIES = Counter("orders_placement_retries_total", "Placement attempts after the synchronous one")
+FINISHED = Counter(
+    "orders_finished_total", "Orders that reached a final placement status", ["status"]
+)
+LEASES_LOST = Counter(
+    "orders_placement_leases_lost_total",
+    "Attempts abandoned because the order's lease had passed to another instance",
+)
+RETRY_JOBS = Gauge("orders_retry_jobs", "Retry jobs running in this process")
+SWEEP_ERRORS = Counter(
+    "orders_retry_sweep_errors_total", "Sweeps for due retries that failed (database unreachable)"
+)
+
+for _outcome in METRIC_OUTCOMES:
+    PLACEMENT_ATTEMPTS.labels(_outcome)
+for _found in Found:
+    PLACEMENT_LOOKUPS.labels(_found.value)
+for _status in (OrderStatus.SUCCESS, OrderStatus.FAILURE):
+    FINISHED.labels(_status.value)

@@ -1,0 +1,126 @@
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models, and `/docs`:
+a server-rendered page of it (no JavaScript, nothing fetched from elsewhere)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from orders_core.web import Handler
+
+Mode = Literal["validation", "serialization"]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: Literal["path", "query", "header"]
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    responses: dict[int, tuple[type[BaseModel] | None, str]]
+    body: type[BaseModel] | None = None
+    params: tuple[Param, ...] = ()
+    media_type: str = "application/json"
+
+
+def build(endpoints: list[Endpoint], title: str, version: str) -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], Mode]] = []
+    for e in endpoints:
+        if e.body is not None:
+            models.append((e.body, "validation"))
+        models += [(m, "serialization") for m, _ in e.responses.values() if m is not None]
+    refs, defs = models_json_schema(
+        list(dict.fromkeys(models)), ref_template="#/components/schemas/{model}"
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for e in endpoints:
+        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": defs.get("$defs", {})},
+    }
+
+
+def _operation(e: Endpoint, refs: Mapping[tuple[Any, Mode], Any]) -> dict[str, Any]:
+    operation_id = re.sub(r"\W+", "_", f"{e.method} {e.path}").strip("_").lower()
+    op: dict[str, Any] = {"summary": e.summary, "operationId": operation_id}
+    if e.params:
+        op["parameters"] = [
+            {
+                "name": p.name,
+                "in": p.where,
+                "required": p.required or p.where == "path",
+                "description": p.description,
+                "schema": p.schema,
+            }
+            for p in e.params
+        ]
+    if e.body is not None:
+        content = {"application/json": {"schema": refs[(e.body, "validation")]}}
+        op["requestBody"] = {"required": True, "content": content}
+    op["responses"] = {}
+    for status, (model, description) in sorted(e.responses.items()):
+        response: dict[str, Any] = {"description": description}
+        if model is not None:
+            response["content"] = {"application/json": {"schema": refs[(model, "serialization")]}}
+        elif status < 300:
+            response["content"] = {e.media_type: {"schema": {"type": "string"}}}
+        op["responses"][str(status)] = response
+    return op
+
+
+def render_docs(spec: dict[str, Any]) -> str:
+    """A readable page of the document: every operation, its parameters, bodies and answers."""
+    info = spec["info"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(info['title'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "code,pre{background:#f4f4f4}pre{padding:.5em;overflow:auto}"
+        "h2{border-top:1px solid #ccc;padding-top:.5em}</style></head><body>",
+        f"<h1>{html.escape(info['title'])} {html.escape(info['version'])}</h1>",
+        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p>",
+    ]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            parts.append(f"<h2><code>{method.upper()} {html.escape(path)}</code></h2>")
+            parts.append(f"<p>{html.escape(op['summary'])}</p>")
+            for p in op.get("parameters", []):
+                parts.append(
+                    f"<p>{p['in']} <code>{html.escape(p['name'])}</code>: "
+                    f"{html.escape(p['description'])}</p>"
+                )
+            if "requestBody" in op:
+                parts.append(f"<p>Body:</p>{_schema_html(op['requestBody'])}")
+            for status, r in op["responses"].items():
+                parts.append(f"<p><b>{status}</b> {html.escape(r['description'])}</p>")
+    parts.append("<h2>Schemas</h2>")
+    for name, schema in spec["components"]["schemas"].items():
+        parts.append(f"<h3 id='{html.escape(name)}'>{html.escape(name)}</h3>")
+        parts.append(f"<pre>{html.escape(json.dumps(schema, indent=2))}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _schema_html(body: dict[str, Any]) -> str:
+    ref = body["content"]["application/json"]["schema"].get("$ref", "")
+    name = ref.rsplit("/", 1)[-1]
+    return f"<p><a href='#{html.escape(name)}'>{html.escape(name)}</a></p>"

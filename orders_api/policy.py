@@ -1,0 +1,106 @@
+"""The placement rule's decisions (SPEC §2), as pure functions of what the exchange answered.
+
+Every decision is an `Outcome` for the order's row. Nothing here does I/O, so each rule is tested
+directly, and `placement.py` only moves data between the database, the exchange and these functions.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from orders_api.store import Outcome
+from orders_core.domain import OrderStatus
+from orders_core.exchange import Found, LookupResult, Placed, PlaceResult
+from orders_core.settings import Settings
+
+IN_PROGRESS = OrderStatus.IN_PROGRESS
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Policy:
+    timeout_s: float
+    base_s: float
+    cap_s: float
+    max_attempts: int  # the synchronous attempt plus the retries
+    skew_s: float
+    lease_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            timeout_s=settings.placement_timeout_s,
+            base_s=settings.retry_base_s,
+            cap_s=settings.retry_cap_s,
+            max_attempts=1 + settings.max_retries,
+            skew_s=settings.clock_skew_s,
+            lease_s=settings.lease_s,
+        )
+
+    def deadline(self, now: datetime) -> datetime:
+        """valid_until of a request sent now: the venue books nothing after it."""
+        return now + timedelta(seconds=self.timeout_s)
+
+    def settled(self, deadline: datetime) -> datetime:
+        """From when a 'not found' for a request with this deadline means it was never booked."""
+        return deadline + timedelta(seconds=self.skew_s)
+
+    def backoff(self, attempts: int, rng: random.Random) -> timedelta:
+        """Exponential backoff with full jitter after `attempts` attempts."""
+        ceiling = min(self.cap_s, self.base_s * 2 ** max(attempts - 1, 0))
+        return timedelta(seconds=rng.uniform(0, ceiling))
+
+
+def after_placement(
+    result: PlaceResult,
+    attempts: int,
+    deadline: datetime,
+    policy: Policy,
+    now: datetime,
+    rng: random.Random,
+) -> Outcome:
+    """What attempt number `attempts`, sent with `deadline`, leaves the order as."""
+    if result.outcome is Placed.ACCEPTED:
+        return Outcome(OrderStatus.SUCCESS, None, None, None, result.exchange_order_id)
+    if result.outcome is Placed.REJECTED:
+        return Outcome(OrderStatus.FAILURE, None, None, result.detail)
+    last = attempts >= policy.max_attempts
+    if result.outcome is Placed.EXPIRED and not last:
+        # Nothing was booked: retry after the backoff, no lookup needed.
+        return Outcome(IN_PROGRESS, None, now + policy.backoff(attempts, rng), result.detail)
+    # Unknown (or the last attempt): look the order up once its deadline has surely passed.
+    due = policy.settled(deadline)
+    if not last:
+        due = max(due, now + policy.backoff(attempts, rng))
+    return Outcome(IN_PROGRESS, deadline, due, result.detail)
+
+
+def after_lookup(
+    result: LookupResult,
+    attempts: int,
+    pending_deadline: datetime | None,
+    last_error: str | None,
+    policy: Policy,
+    now: datetime,
+    rng: random.Random,
+) -> Outcome | None:
+    """What a lookup of an order with an unresolved request decides; None: absent, place again."""
+    if result.outcome is Found.FOUND:
+        assert result.order is not None
+        return Outcome(OrderStatus.SUCCESS, None, None, None, result.order.exchange_order_id)
+    if result.outcome is Found.ERROR:
+        return Outcome(
+            IN_PROGRESS, pending_deadline, now + policy.backoff(attempts, rng), result.detail
+        )
+    if pending_deadline is not None and now < policy.settled(pending_deadline):
+        # The request may still be in flight at the venue: placing again could book it twice.
+        return Outcome(IN_PROGRESS, pending_deadline, policy.settled(pending_deadline), last_error)
+    if attempts >= policy.max_attempts:
+        reason = f"gave up after {attempts} attempts, exchange holds no such order: {last_error}"
+        return Outcome(OrderStatus.FAILURE, None, None, reason)
+    return None

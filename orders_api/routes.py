@@ -1,0 +1,117 @@
+"""The route table: one list drives both the router and the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from orders_api import handlers
+from orders_api.keys import POOL
+from orders_api.openapi import Endpoint, Param, build, render_docs
+from orders_api.schemas import CreateOrderModel, ErrorModel, HealthModel, OrderModel, OrdersPage
+from orders_core.domain import OrderStatus
+from orders_core.web import live, metrics_handler, ready_handler
+
+TITLE = "Orders API"
+VERSION = "1.0.0"
+IDEMPOTENCY = Param(
+    "Idempotency-Key",
+    "header",
+    "1..255 visible ASCII characters; a repeat with the same body returns the same order",
+    {"type": "string", "pattern": "^[!-~]{1,255}$"},
+)
+STATUS = Param(
+    "status",
+    "query",
+    "only orders in this placement status",
+    {"type": "string", "enum": [s.value for s in OrderStatus]},
+)
+LIMIT = Param(
+    "limit",
+    "query",
+    "page size",
+    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+)
+AFTER = Param("after", "query", "the `next` cursor of the previous page")
+ORDER_ID = Param("id", "path", "the order's id (UUID)", {"type": "string", "format": "uuid"})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(SPEC)
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS, content_type="text/html")
+
+
+ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/orders",
+        handlers.create_order,
+        "Create an order and place it on the exchange",
+        {
+            201: (OrderModel, "stored; status SUCCESS or IN PROGRESS (retries follow)"),
+            400: (ErrorModel, "body is not a JSON object, or a bad Idempotency-Key"),
+            409: (ErrorModel, "the first request with this Idempotency-Key is still in flight"),
+            413: (ErrorModel, "body over 64 KiB"),
+            415: (ErrorModel, "Content-Type is not JSON"),
+            422: (ErrorModel, "invalid order, or Idempotency-Key reused with another body"),
+            500: (ErrorModel, "the database failed while storing the order"),
+        },
+        body=CreateOrderModel,
+        params=(IDEMPOTENCY,),
+    ),
+    Endpoint(
+        "GET",
+        "/orders",
+        handlers.list_orders,
+        "List orders, newest first",
+        {200: (OrdersPage, "one page"), 400: (ErrorModel, "bad query parameter")},
+        params=(STATUS, LIMIT, AFTER),
+    ),
+    Endpoint(
+        "GET",
+        "/orders/{id}",
+        handlers.get_order,
+        "Read one order",
+        {
+            200: (OrderModel, "the order"),
+            400: (ErrorModel, "id is not a UUID"),
+            404: (ErrorModel, "no such order"),
+        },
+        params=(ORDER_ID,),
+    ),
+    Endpoint("GET", "/health/live", live, "The process is up", {200: (HealthModel, "alive")}),
+    Endpoint(
+        "GET",
+        "/health/ready",
+        ready_handler(lambda r: r.app[POOL]),
+        "The database is reachable",
+        {200: (HealthModel, "ready"), 503: (HealthModel, "database unreachable")},
+    ),
+    Endpoint(
+        "GET",
+        "/metrics",
+        metrics_handler(),
+        "Prometheus metrics",
+        {200: (None, "text format")},
+        media_type="text/plain",
+    ),
+    Endpoint("GET", "/openapi.json", openapi_json, "This document", {200: (None, "OpenAPI 3.1")}),
+    Endpoint(
+        "GET",
+        "/docs",
+        docs,
+        "This document as a page",
+        {200: (None, "HTML")},
+        media_type="text/html",
+    ),
+]
+
+SPEC = build(ENDPOINTS, TITLE, VERSION)
+DOCS = render_docs(SPEC)
+
+
+def setup_routes(app: web.Application) -> None:
+    for endpoint in ENDPOINTS:
+        app.router.add_route(endpoint.method, endpoint.path, endpoint.handler)

@@ -1,0 +1,119 @@
+"""Our client of the exchange's HTTP API: place and look up orders, each answer classified.
+
+Classification follows SPEC §2 step 4: 201/409 accepted; 400 refused (final); 408 its deadline
+passed and nothing was booked; 503, other 5xx, timeouts and broken connections: outcome unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiohttp
+from pydantic import ValidationError
+
+from orders_core.settings import Settings
+from orders_core.wire import ExchangeError, ExchangeOrder, PlaceOrderRequest
+
+
+class Placed(StrEnum):
+    ACCEPTED = "accepted"  # booked now or already held (409)
+    REJECTED = "rejected"  # the order itself is refused: final
+    EXPIRED = "expired"  # its deadline passed at the venue: nothing booked
+    UNKNOWN = "unknown"  # 5xx, timeout, broken connection: it may or may not be booked
+
+
+class Found(StrEnum):
+    FOUND = "found"
+    ABSENT = "absent"
+    ERROR = "error"
+
+
+# The `outcome` label of orders_placement_attempts_total for each answer.
+METRIC_OUTCOMES = ("accepted", "rejected", "unavailable", "unknown")
+
+
+@dataclass(frozen=True)
+class PlaceResult:
+    outcome: Placed
+    metric_outcome: str
+    detail: str
+    exchange_order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    outcome: Found
+    detail: str
+    order: ExchangeOrder | None = None
+
+
+def new_session(settings: Settings) -> aiohttp.ClientSession:
+    """One session per process, its pool sized for a slow venue (the default of 100 throttles)."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.exchange_max_connections, limit_per_host=0, keepalive_timeout=30
+    )
+    return aiohttp.ClientSession(connector=connector, raise_for_status=False)
+
+
+class ExchangeClient:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def place(self, request: PlaceOrderRequest) -> PlaceResult:
+        url = f"{self._base}/v1/orders"
+        body = request.model_dump_json()
+        headers = {"Content-Type": "application/json"}
+        try:
+            async with self._session.post(
+                url, data=body, headers=headers, timeout=self._timeout
+            ) as resp:
+                return _classify_placement(resp.status, await resp.read())
+        except TimeoutError:
+            return PlaceResult(Placed.UNKNOWN, "unknown", "exchange timed out")
+        except (aiohttp.ClientError, OSError) as exc:
+            return PlaceResult(Placed.UNKNOWN, "unknown", f"exchange connection error: {exc!r}")
+
+    async def lookup(self, client_order_id: str) -> LookupResult:
+        url = f"{self._base}/v1/orders/{client_order_id}"
+        try:
+            async with self._session.get(url, timeout=self._timeout) as resp:
+                raw = await resp.read()
+                if resp.status == 200:
+                    return LookupResult(
+                        Found.FOUND, "found", ExchangeOrder.model_validate_json(raw)
+                    )
+                if resp.status == 404:
+                    return LookupResult(Found.ABSENT, "not found")
+                return LookupResult(Found.ERROR, _describe(resp.status, raw))
+        except TimeoutError:
+            return LookupResult(Found.ERROR, "exchange lookup timed out")
+        except (aiohttp.ClientError, OSError, ValidationError) as exc:
+            return LookupResult(Found.ERROR, f"exchange lookup error: {exc!r}")
+
+
+def _classify_placement(status: int, raw: bytes) -> PlaceResult:
+    detail = _describe(status, raw)
+    if status in (200, 201, 409):
+        try:
+            order = ExchangeOrder.model_validate_json(raw)
+        except ValidationError:
+            return PlaceResult(Placed.UNKNOWN, "unknown", f"{detail}: unreadable order body")
+        return PlaceResult(Placed.ACCEPTED, "accepted", detail, order.exchange_order_id)
+    if status == 408:
+        return PlaceResult(Placed.EXPIRED, "unavailable", detail)
+    if status == 400:
+        return PlaceResult(Placed.REJECTED, "rejected", detail)
+    if status == 503:
+        return PlaceResult(Placed.UNKNOWN, "unavailable", detail)
+    return PlaceResult(Placed.UNKNOWN, "unknown", detail)
+
+
+def _describe(status: int, raw: bytes) -> str:
+    try:
+        message = ExchangeError.model_validate_json(raw).message
+    except ValidationError:
+        message = raw[:200].decode(errors="replace")
+    return f"exchange {status}: {message}".rstrip(": ")

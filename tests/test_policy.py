@@ -1,0 +1,104 @@
+"""The placement rule's decisions, one by one (no I/O: orders_api/policy.py)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from orders_api.policy import Policy, after_lookup, after_placement
+from orders_core.domain import OrderStatus
+from orders_core.exchange import Found, LookupResult, Placed, PlaceResult
+from orders_core.wire import ExchangeOrder
+
+POLICY = Policy(timeout_s=2, base_s=1, cap_s=30, max_attempts=6, skew_s=1, lease_s=15)
+NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+DEADLINE = NOW + timedelta(seconds=2)
+SETTLED = DEADLINE + timedelta(seconds=1)
+RNG = random.Random(7)
+
+
+def placed(outcome: Placed, order_id: str | None = None) -> PlaceResult:
+    return PlaceResult(outcome, outcome.value, f"detail {outcome.value}", order_id)
+
+
+def test_accepted_is_success_with_the_exchange_id() -> None:
+    out = after_placement(placed(Placed.ACCEPTED, "X-1"), 1, DEADLINE, POLICY, NOW, RNG)
+    assert (out.status, out.exchange_order_id, out.pending_deadline) == ("SUCCESS", "X-1", None)
+
+
+def test_rejected_is_final_failure() -> None:
+    out = after_placement(placed(Placed.REJECTED), 1, DEADLINE, POLICY, NOW, RNG)
+    assert out.status is OrderStatus.FAILURE
+    assert out.next_attempt_at is None
+
+
+def test_expired_retries_without_lookup() -> None:
+    out = after_placement(placed(Placed.EXPIRED), 2, DEADLINE, POLICY, NOW, RNG)
+    assert out.status is OrderStatus.IN_PROGRESS
+    assert out.pending_deadline is None
+    assert out.next_attempt_at is not None
+    assert NOW <= out.next_attempt_at <= NOW + timedelta(seconds=2)
+
+
+def test_unknown_waits_for_the_deadline_before_anything_else() -> None:
+    out = after_placement(placed(Placed.UNKNOWN), 1, DEADLINE, POLICY, NOW, RNG)
+    assert out.pending_deadline == DEADLINE
+    assert out.next_attempt_at is not None
+    assert out.next_attempt_at >= SETTLED
+
+
+@pytest.mark.parametrize("outcome", [Placed.UNKNOWN, Placed.EXPIRED])
+def test_last_attempt_is_never_failure_before_a_lookup(outcome: Placed) -> None:
+    out = after_placement(placed(outcome), 6, DEADLINE, POLICY, NOW, RNG)
+    assert out.status is OrderStatus.IN_PROGRESS
+    assert out.pending_deadline == DEADLINE
+    assert out.next_attempt_at == SETTLED
+
+
+@pytest.mark.parametrize("attempts", range(1, 12))
+def test_backoff_is_full_jitter_capped(attempts: int) -> None:
+    rng = random.Random(attempts)
+    delays = [POLICY.backoff(attempts, rng).total_seconds() for _ in range(200)]
+    ceiling = min(30, 2 ** (attempts - 1))
+    assert all(0 <= d <= ceiling for d in delays)
+    assert max(delays) > ceiling / 2  # jitter spreads over the whole range, not a fixed delay
+
+
+def lookup(outcome: Found) -> LookupResult:
+    order = ExchangeOrder(exchange_order_id="X-9", client_order_id="c", status="new")
+    return LookupResult(outcome, outcome.value, order if outcome is Found.FOUND else None)
+
+
+def test_lookup_found_is_success() -> None:
+    out = after_lookup(lookup(Found.FOUND), 3, DEADLINE, "e", POLICY, NOW, RNG)
+    assert out is not None
+    assert (out.status, out.exchange_order_id) == ("SUCCESS", "X-9")
+
+
+def test_not_found_before_the_deadline_settles_proves_nothing() -> None:
+    early = SETTLED - timedelta(milliseconds=1)
+    out = after_lookup(lookup(Found.ABSENT), 6, DEADLINE, "e", POLICY, early, RNG)
+    assert out is not None
+    assert out.status is OrderStatus.IN_PROGRESS
+    assert out.next_attempt_at == SETTLED
+
+
+def test_not_found_after_the_deadline_means_place_again() -> None:
+    assert after_lookup(lookup(Found.ABSENT), 3, DEADLINE, "e", POLICY, SETTLED, RNG) is None
+
+
+def test_not_found_after_the_last_attempt_is_failure() -> None:
+    out = after_lookup(lookup(Found.ABSENT), 6, DEADLINE, "503", POLICY, SETTLED, RNG)
+    assert out is not None
+    assert out.status is OrderStatus.FAILURE
+    assert out.last_error is not None
+    assert "503" in out.last_error
+
+
+def test_lookup_error_keeps_the_request_pending() -> None:
+    out = after_lookup(lookup(Found.ERROR), 6, DEADLINE, "e", POLICY, SETTLED, RNG)
+    assert out is not None
+    assert out.status is OrderStatus.IN_PROGRESS
+    assert out.pending_deadline == DEADLINE
