@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+import uvloop
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -46,6 +47,7 @@ def main() -> None:
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         print=announce,
+        loop=uvloop.new_event_loop(),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import uvloop
 from aiohttp import web
 
 from orders_api.app import create_app
@@ -23,6 +24,7 @@ def main() -> None:
         port=settings.orders_api_port,
         print=None,
         access_log=None,
+        loop=uvloop.new_event_loop(),
     )
 
 

@@ -1,0 +1,131 @@
+"""POST /orders throughput next to PostgreSQL's own limit for the minimal SQL per order.
+
+Runs, in one go and against the same PostgreSQL server:
+  1. the baseline: one INSERT of the order row per order (the least any design must write),
+     from an asyncpg pool, at the same concurrency;
+  2. the real thing: orders-api and exchange-sim as processes on loopback, N orders POSTed at the
+     same concurrency, each stored, placed and its outcome recorded;
+and prints both rates and their ratio. Usage:
+
+    python -m bench.post_orders [--orders 3000] [--concurrency 64] [--latency-ms 0]
+
+With --latency-ms 500 (the original exchange) the API's rate is bounded by concurrency / 0.5 s:
+what it shows then is that the HTTP connection pool does not throttle below that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import asyncpg
+import psutil
+
+from orders_core.db import database_url
+from orders_core.migrate import migrate
+from orders_core.settings import Settings
+from tests.pg import with_database
+from tests.procs import ApiProcess
+from tests.sim import SimProcess
+
+BENCH_DB = "orders_bench"
+ORDER = {"type": "limit", "side": "buy", "instrument": "US0378331005", "limit_price": "1.50",
+         "quantity": 1}  # fmt: skip
+MINIMAL_INSERT = (
+    "INSERT INTO orders (id, type, side, instrument, limit_price, quantity) "
+    "VALUES ($1, 'limit', 'buy', 'US0378331005', 1.50, 1)"
+)
+
+
+async def _run(count: int, concurrency: int, one: Callable[[], Awaitable[None]]) -> float:
+    """Orders per second for `count` calls of `one`, `concurrency` at a time."""
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        for _ in remaining:
+            await one()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - started)
+
+
+async def _fresh_database(server: str) -> str:
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    finally:
+        await conn.close()
+    dsn = with_database(server, BENCH_DB)
+    await migrate(dsn)
+    return dsn
+
+
+async def baseline(dsn: str, count: int, concurrency: int) -> float:
+    connections = min(concurrency, 50)  # PostgreSQL's max_connections is 100 by default
+    async with asyncpg.create_pool(dsn, min_size=connections, max_size=connections) as pool:
+
+        async def one() -> None:
+            await pool.execute(MINIMAL_INSERT, uuid.uuid4())
+
+        return await _run(count, concurrency, one)
+
+
+async def through_api(url: str, count: int, concurrency: int) -> float:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def one() -> None:
+            async with http.post(f"{url}/orders", json=ORDER) as resp:
+                assert resp.status == 201, await resp.text()
+
+        return await _run(count, concurrency, one)
+
+
+def _cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def main(count: int, concurrency: int, latency_ms: int) -> None:
+    server = database_url(Settings())
+    dsn = await _fresh_database(server)
+    pg_rate = await baseline(dsn, count, concurrency)
+    dsn = await _fresh_database(server)
+    env = {"EXCHANGE_SIM_LATENCY_MS": str(latency_ms), "EXCHANGE_SIM_FAILURE_RATE": "0"}
+    with SimProcess.start(env) as sim:
+        api = ApiProcess(Settings(database_url=dsn, exchange_url=sim.url, log_level="WARNING"))
+        try:
+            await through_api(api.url, min(count, 200), concurrency)  # warm-up
+            cpu_before = _cpu(api.proc.pid), _cpu(sim.proc.pid)
+            api_rate = await through_api(api.url, count, concurrency)
+            cpu_api, cpu_sim = (
+                _cpu(p) - b for p, b in zip((api.proc.pid, sim.proc.pid), cpu_before, strict=True)
+            )
+        finally:
+            api.stop()
+    print(f"orders={count} concurrency={concurrency} exchange latency={latency_ms} ms")
+    print(f"  PostgreSQL, one INSERT per order : {pg_rate:8.0f} orders/s")
+    print(f"  POST /orders (store, place, record): {api_rate:8.0f} orders/s")
+    print(f"  ratio API / PostgreSQL minimal    : {api_rate / pg_rate:8.2f}")
+    print(
+        f"  CPU per order: orders-api {cpu_api / count * 1e3:.2f} ms, "
+        f"exchange-sim {cpu_sim / count * 1e3:.2f} ms (2 cores shared with the load generator)"
+    )
+    if latency_ms:
+        bound = concurrency / (latency_ms / 1000)
+        print(f"  ratio API / concurrency-bound ({bound:.0f}/s): {api_rate / bound:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(main(args.orders, args.concurrency, args.latency_ms))
