@@ -58,6 +58,10 @@ class Retrier:
                 metrics.SWEEP_ERRORS.inc()
                 log.warning("retry sweep failed; trying again", exc_info=True)
                 claimed = 0
+            except Exception:  # a bug must not stop the sweeping for good
+                metrics.SWEEP_ERRORS.inc()
+                log.exception("retry sweep failed unexpectedly; trying again")
+                claimed = 0
             if claimed == 0:
                 await asyncio.sleep(self._interval_s)
             else:
