@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 
 from aiohttp import web
 
-from exchange_sim import handlers
+from exchange_sim import handlers, stream
 from exchange_sim.book import Book
 from exchange_sim.config import SimConfig
+from exchange_sim.events import EventLog
 from exchange_sim.faults import Faults
-from exchange_sim.keys import BOOK, FAULTS, TRAFFIC
+from exchange_sim.keys import BOOK, FAULTS, LIFECYCLE, TRAFFIC
+from exchange_sim.lifecycle import Lifecycle
 from exchange_sim.traffic import Traffic
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/orders", handlers.place_order)
+    app.router.add_get("/v1/orders", stream.updated_orders)
+    app.router.add_get("/v1/stream", stream.stream)
     app.router.add_get("/v1/orders/{client_order_id}", handlers.get_order)
     app.router.add_delete("/v1/orders/{client_order_id}", handlers.cancel_order)
     app.router.add_get("/_sim/config", handlers.get_config)
@@ -46,13 +52,32 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/_sim/requests", handlers.requests_seen)
     app.router.add_get("/_sim/stats", handlers.stats)
     app.router.add_post("/_sim/reset", handlers.reset)
+    app.router.add_post("/_sim/disconnect", stream.disconnect)
     app.router.add_get("/health", handlers.health)
+
+
+async def run_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """The lifecycle engine runs while the app does."""
+    task = asyncio.create_task(app[LIFECYCLE].run())
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
+async def close_streams(app: web.Application) -> None:
+    """on_shutdown: end every stream connection, so a stop need not wait for them."""
+    app[BOOK].events.disconnect_all()
 
 
 def create_app(config: SimConfig) -> web.Application:
     app = web.Application(middlewares=[json_errors])
-    app[BOOK] = Book()
-    app[FAULTS] = Faults(config)
+    faults = Faults(config)
+    app[FAULTS] = faults
+    app[BOOK] = Book(EventLog(lambda: faults.config.retention))
+    app[LIFECYCLE] = Lifecycle(app[BOOK], faults)
     app[TRAFFIC] = Traffic()
+    app.cleanup_ctx.append(run_lifecycle)
+    app.on_shutdown.append(close_streams)
     setup_routes(app)
     return app

@@ -37,6 +37,32 @@ class SimConfig(BaseModel):
         default=0, ge=0, description="the next N placements answer 503 whatever failure_rate says"
     )
     seed: int | None = Field(default=None, description="seed of the one random generator")
+    # --- order lifecycle and the status stream ---
+    lifecycle: bool = Field(default=True, description="orders fill or expire over time")
+    fill_delay_ms: int = Field(default=1000, ge=0, description="time until an order is filled")
+    partial_fill_rate: float = Field(
+        default=0.3, ge=0, le=1, description="share of fills done in 2-3 parts"
+    )
+    limit_fill_rate: float = Field(
+        default=0.5, ge=0, le=1, description="share of limit orders that fill (others expire)"
+    )
+    limit_expiry_ms: int = Field(
+        default=5000, ge=0, description="time until an unfilled limit order expires"
+    )
+    retention: int = Field(default=100_000, ge=1, description="stream events kept for replay")
+    heartbeat_ms: int = Field(
+        default=1000, ge=1, description="idle time before the stream sends a heartbeat"
+    )
+    drop_rate: float = Field(
+        default=0.0, ge=0, le=1, description="share of stream events after which it disconnects"
+    )
+    duplicate_rate: float = Field(
+        default=0.0, ge=0, le=1, description="share of stream events sent twice"
+    )
+    reorder_window: int = Field(
+        default=0, ge=0, description="stream events shuffled within windows of this many"
+    )
+    stall: bool = Field(default=False, description="the stream sends hello, then nothing")
 
     def updated(self, changes: Any) -> SimConfig:
         """A copy with `changes` (a JSON object of knobs) applied; raises ValueError if invalid."""

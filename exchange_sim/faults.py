@@ -36,13 +36,28 @@ class Faults:
         if self.config.fail_next > 0:
             self.config = self.config.model_copy(update={"fail_next": self.config.fail_next - 1})
             return True
-        return self._chance(self.config.failure_rate)
+        return self.chance(self.config.failure_rate)
 
     def rejects(self) -> bool:
-        return self._chance(self.config.reject_rate)
+        return self.chance(self.config.reject_rate)
 
     def hangs(self) -> bool:
-        return self._chance(self.config.timeout_rate)
+        return self.chance(self.config.timeout_rate)
 
-    def _chance(self, rate: float) -> bool:
+    def chance(self, rate: float) -> bool:
+        """True with probability `rate`; draws nothing when the outcome is certain, so a knob
+        at 0 or 1 leaves the seeded sequence of every other decision as it was."""
+        if rate <= 0 or rate >= 1:
+            return rate >= 1
         return self._rng.random() < rate
+
+    def split(self, quantity: int, rate: float) -> list[int]:
+        """`quantity` as one fill, or (with probability `rate`) as 2-3 partial fills."""
+        if quantity < 2 or not self.chance(rate):
+            return [quantity]
+        parts = self._rng.randint(2, min(3, quantity))
+        cuts = sorted(self._rng.sample(range(1, quantity), parts - 1))
+        return [b - a for a, b in zip([0, *cuts], [*cuts, quantity], strict=True)]
+
+    def shuffle(self, items: list[Any]) -> None:
+        self._rng.shuffle(items)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from exchange_sim.keys import BOOK, FAULTS, TRAFFIC
+from exchange_sim.keys import BOOK, FAULTS, LIFECYCLE, TRAFFIC
 from exchange_sim.schemas import PlaceOrder, parse_place_order, peek_client_order_id
 
 UNAVAILABLE = "Connection not available"
@@ -18,7 +18,7 @@ def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
 
-def _outage() -> web.Response:
+def outage() -> web.Response:
     return json_error(503, "exchange unavailable (outage)")
 
 
@@ -38,7 +38,7 @@ async def place_order(request: web.Request) -> web.Response:
 async def _place(app: web.Application, raw: bytes) -> web.Response:
     faults = app[FAULTS]
     if faults.config.outage:
-        return _outage()
+        return outage()
     if faults.placement_unavailable():
         return json_error(503, UNAVAILABLE)
     try:
@@ -62,6 +62,7 @@ async def _decide(app: web.Application, order_request: PlaceOrder) -> web.Respon
         return web.json_response(held.as_json(), status=409)
     hang = faults.hangs()
     order = book.book(order_request, now)
+    app[LIFECYCLE].schedule(order)
     if hang:
         await asyncio.Event().wait()  # booked, never answered: cancelled when the client leaves
     return web.json_response(order.as_json(), status=201)
@@ -71,7 +72,7 @@ async def get_order(request: web.Request) -> web.Response:
     client_order_id = request.match_info["client_order_id"]
     with request.app[TRAFFIC].track(client_order_id, "lookup"):
         if request.app[FAULTS].config.outage:
-            return _outage()
+            return outage()
         await _latency(request.app)
         order = request.app[BOOK].get(client_order_id)
         if order is None:
@@ -83,7 +84,7 @@ async def cancel_order(request: web.Request) -> web.Response:
     client_order_id = request.match_info["client_order_id"]
     with request.app[TRAFFIC].track(client_order_id, "cancel"):
         if request.app[FAULTS].config.outage:
-            return _outage()
+            return outage()
         await _latency(request.app)
         book = request.app[BOOK]
         order = book.get(client_order_id)
@@ -124,7 +125,8 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.app[BOOK].clear()
+    request.app[LIFECYCLE].clear()
+    request.app[BOOK].clear()  # a new epoch of the stream: seq from 0, connections closed
     request.app[TRAFFIC].clear()
     request.app[FAULTS].reset()
     return web.Response(status=204)

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
-import uvloop
-from aiohttp import web
-
 from orders_api.app import create_app
 from orders_core.logs import setup_logging
 from orders_core.settings import Settings
-
-log = logging.getLogger("orders_api")
+from orders_core.web import serve
 
 
 def main() -> None:
     settings = Settings()
     setup_logging(settings.log_level)
-    log.info("orders-api on http://%s:%d", settings.bind_host, settings.orders_api_port)
-    web.run_app(
-        create_app(settings),
-        host=settings.bind_host,
-        port=settings.orders_api_port,
-        print=None,
-        access_log=None,
-        loop=uvloop.new_event_loop(),
-    )
+    serve(create_app(settings), "orders-api", settings.bind_host, settings.orders_api_port)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,13 @@ from aiohttp import web
 from orders_api import store
 from orders_api.keys import PLACER, POOL
 from orders_api.requests import RequestError, json_object, validate
-from orders_api.schemas import CreateOrderModel, OrderModel, OrdersPage
+from orders_api.schemas import (
+    CreateOrderModel,
+    ExchangeEventModel,
+    OrderEventsPage,
+    OrderModel,
+    OrdersPage,
+)
 from orders_core.db import DB_ERRORS
 from orders_core.domain import OrderStatus
 from orders_core.web import REQUEST_ID, json_error
@@ -92,13 +98,33 @@ def _new_order(order: CreateOrderModel, key: str | None) -> store.NewOrder:
 
 async def get_order(request: web.Request) -> web.StreamResponse:
     try:
-        order_id = uuid.UUID(request.match_info["id"])
-    except ValueError:
-        return json_error(400, "Order id must be a UUID")
+        order_id = _order_id(request)
+    except RequestError as exc:
+        return exc.response()
     row = await store.by_id(request.app[POOL], order_id)
     if row is None:
         return json_error(404, "Order not found")
     return order_response(row)
+
+
+async def order_events(request: web.Request) -> web.StreamResponse:
+    try:
+        order_id = _order_id(request)
+    except RequestError as exc:
+        return exc.response()
+    pool = request.app[POOL]
+    if await store.by_id(pool, order_id) is None:
+        return json_error(404, "Order not found")
+    rows = await store.events(pool, order_id)
+    page = OrderEventsPage(events=[ExchangeEventModel.model_validate(dict(r)) for r in rows])
+    return web.Response(text=page.model_dump_json(), content_type="application/json")
+
+
+def _order_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise RequestError(400, "Order id must be a UUID") from None
 
 
 async def list_orders(request: web.Request) -> web.StreamResponse:

@@ -7,7 +7,14 @@ from aiohttp import web
 from orders_api import handlers
 from orders_api.keys import POOL
 from orders_api.openapi import Endpoint, Param, build, render_docs
-from orders_api.schemas import CreateOrderModel, ErrorModel, HealthModel, OrderModel, OrdersPage
+from orders_api.schemas import (
+    CreateOrderModel,
+    ErrorModel,
+    HealthModel,
+    OrderEventsPage,
+    OrderModel,
+    OrdersPage,
+)
 from orders_core.domain import OrderStatus
 from orders_core.web import live, metrics_handler, ready_handler
 
@@ -76,6 +83,18 @@ ENDPOINTS = [
         "Read one order",
         {
             200: (OrderModel, "the order"),
+            400: (ErrorModel, "id is not a UUID"),
+            404: (ErrorModel, "no such order"),
+        },
+        params=(ORDER_ID,),
+    ),
+    Endpoint(
+        "GET",
+        "/orders/{id}/events",
+        handlers.order_events,
+        "The exchange's status updates for one order, oldest first",
+        {
+            200: (OrderEventsPage, "the events"),
             400: (ErrorModel, "id is not a UUID"),
             404: (ErrorModel, "no such order"),
         },

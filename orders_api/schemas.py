@@ -100,6 +100,28 @@ class OrdersPage(BaseModel):
     next: str | None = Field(description="cursor for the next page (`after=`), null on the last")
 
 
+class ExchangeEventModel(BaseModel):
+    """One status update the exchange streamed about an order (or a resync's snapshot of it)."""
+
+    seq: int
+    epoch: str
+    status: str
+    filled_quantity: int
+    quantity: int
+    avg_price: str | None
+    exchange_ts: datetime
+    received_at: datetime
+    source: str = Field(description="stream, or resync when fetched over REST after a gap")
+
+    @field_serializer("exchange_ts", "received_at")
+    def _iso(self, value: datetime) -> str:
+        return value.isoformat()
+
+
+class OrderEventsPage(BaseModel):
+    events: list[ExchangeEventModel]
+
+
 class ErrorItem(BaseModel):
     loc: list[str | int]
     msg: str

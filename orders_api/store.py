@@ -34,9 +34,10 @@ _COLUMNS = (
     "request_hash",
     "sync_pending",
 )
-# The exchange's own view of the order arrives with the status stream; until then it is unknown.
-_MARKET_STATUS = "NULL::text AS stock_market_order_status"
-COLUMNS = ", ".join((*_COLUMNS, _MARKET_STATUS))
+# The exchange's own view of the order, as the listener last stored it (exchange_order_status).
+_MARKET_STATUS = """(SELECT s.stock_market_order_status FROM exchange_order_status s
+                    WHERE s.order_id = {table}.id) AS stock_market_order_status"""
+COLUMNS = ", ".join((*_COLUMNS, _MARKET_STATUS.format(table="orders")))
 
 # Create the order and take the lease of its synchronous attempt in one statement: the attempt is
 # counted and its deadline recorded before the request is sent, so a crash mid-call loses nothing.
@@ -47,7 +48,7 @@ INSERT INTO orders (id, type, side, instrument, limit_price, quantity, attempts,
 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, clock_timestamp() + make_interval(secs => $10),
         true, $11, $12)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {COLUMNS}"""
+RETURNING {", ".join(_COLUMNS)}, NULL::text AS stock_market_order_status"""
 
 SELECT_BY_KEY = f"SELECT {COLUMNS} FROM orders WHERE idempotency_key = $1"
 SELECT_BY_ID = f"SELECT {COLUMNS} FROM orders WHERE id = $1"
@@ -85,7 +86,7 @@ UPDATE orders AS o
          LIMIT $3
            FOR UPDATE SKIP LOCKED) AS due
  WHERE o.id = due.id
-RETURNING {", ".join(f"o.{c}" for c in _COLUMNS)}, {_MARKET_STATUS}"""
+RETURNING {", ".join(f"o.{c}" for c in _COLUMNS)}, {_MARKET_STATUS.format(table="o")}"""
 
 # Count the attempt and record its deadline before sending, while the lease is still ours.
 BEGIN_ATTEMPT = """
@@ -180,6 +181,18 @@ async def page(
 ) -> list[asyncpg.Record]:
     sql = LIST_ALL if status is None else LIST_BY_STATUS[status]
     return await pool.fetch(sql, *before, limit)
+
+
+EVENTS = """
+SELECT seq, epoch, status, filled_quantity, quantity, avg_price::text AS avg_price, exchange_ts,
+       received_at, source
+  FROM exchange_events
+ WHERE order_id = $1
+ ORDER BY exchange_ts, seq"""
+
+
+async def events(pool: Pool, order_id: UUID) -> list[asyncpg.Record]:
+    return await pool.fetch(EVENTS, order_id)
 
 
 async def by_key(pool: Pool, key: str) -> asyncpg.Record | None:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from orders_core.pool_metrics import track_pool
 from orders_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,5 +58,6 @@ async def create_pool(dsn: str, settings: Settings, **kwargs: Any) -> Pool:
         timeout=settings.db_command_timeout_s,
         **kwargs,
     )
+    track_pool(pool)
     log.info("database pool ready", extra={"dsn": mask_dsn(dsn)})
     return pool

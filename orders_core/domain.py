@@ -43,3 +43,26 @@ def isin_check_digit_ok(isin: str) -> bool:
             d -= 9 if d > 9 else 0
         total += d
     return total % 10 == 0
+
+
+# The exchange's view of an order (SPEC §3): statuses only move forward.
+EXCHANGE_STATUSES = ("new", "partially_filled", "filled", "canceled", "rejected", "expired")
+EXCHANGE_TERMINAL = frozenset({"filled", "canceled", "rejected", "expired"})
+
+
+def _rank(status: str) -> int:
+    return {"new": 0, "partially_filled": 1}.get(status, 2)
+
+
+def exchange_status_moves_forward(
+    old_status: str, old_filled: int, new_status: str, new_filled: int
+) -> bool:
+    """Whether an order's exchange status may move from old to new. Mirrors the SQL function
+    `exchange_status_moves_forward` (migrations/0002), which is what the listener applies."""
+    if new_filled < old_filled:
+        return False
+    return (
+        _rank(new_status) > _rank(old_status)
+        or (new_status == old_status == "partially_filled" and new_filled > old_filled)
+        or (new_status == "filled" and old_status in ("canceled", "expired"))
+    )

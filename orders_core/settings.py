@@ -45,8 +45,31 @@ class Settings(BaseSettings):
     )
     retry_concurrency: int = Field(default=200, ge=1, description="retry jobs run at once")
 
+    listener_batch_max: int = Field(default=500, ge=1, description="events written per batch")
+    listener_flush_ms: int = Field(default=50, ge=1, description="longest wait to fill a batch")
+    listener_dead_after_s: float = Field(
+        default=10.0, gt=0, description="silence (no event, no heartbeat) that means a dead peer"
+    )
+    listener_gap_timeout_s: float = Field(
+        default=2.0, gt=0, description="how long a gap in seq may wait for reordered events"
+    )
+    listener_reconnect_min_s: float = Field(default=0.5, gt=0)
+    listener_reconnect_max_s: float = Field(default=10.0, gt=0)
+    listener_leader_poll_s: float = Field(
+        default=1.0, gt=0, description="how often a standby listener tries to take the lead"
+    )
+
     tracker_webhook_url: str | None = None
     tracker_stuck_after_s: float = Field(default=300.0, gt=0)
+    tracker_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="how often the tracker looks for new failures"
+    )
+    tracker_report_url: str | None = Field(
+        default=None, description="the tracker's public URL for links; unset: its bind address"
+    )
+    tracker_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    tracker_webhook_retry_base_s: float = Field(default=1.0, gt=0)
+    tracker_webhook_retry_cap_s: float = Field(default=300.0, gt=0)
 
     log_level: str = "INFO"
 

@@ -42,6 +42,20 @@ def services(settings: Settings) -> list[Service]:
     return [
         Service("exchange-sim", "exchange_sim", settings.exchange_sim_port, "/health"),
         Service(
+            "exchange-listener",
+            "exchange_listener",
+            settings.listener_port,
+            "/health/ready",
+            "the exchange's status stream into PostgreSQL; metrics at /metrics",
+        ),
+        Service(
+            "tracker",
+            "tracker",
+            settings.tracker_port,
+            "/health/ready",
+            "failures at /failures, a page at /, metrics at /metrics",
+        ),
+        Service(
             "orders-api",
             "orders_api",
             settings.orders_api_port,

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import uvloop
 from aiohttp import web
 from prometheus_client import REGISTRY, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
@@ -95,3 +96,11 @@ def ready_handler(pool_of: Callable[[web.Request], Pool]) -> Handler:
 
 def metrics_handler() -> Handler:
     return make_aiohttp_handler(REGISTRY)
+
+
+def serve(app: web.Application, name: str, host: str, port: int) -> None:
+    """Run a service's application until SIGINT/SIGTERM, on uvloop."""
+    log.info("%s on http://%s:%d", name, host, port)
+    web.run_app(
+        app, host=host, port=port, print=None, access_log=None, loop=uvloop.new_event_loop()
+    )

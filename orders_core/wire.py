@@ -6,8 +6,10 @@ exchange_sim writes its own side; tests between the two catch any drift.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class PlaceOrderRequest(BaseModel):
@@ -37,3 +39,70 @@ class ExchangeError(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     message: str = ""
+
+
+# The status stream (WS /v1/stream) and its resynchronisation (GET /v1/orders?updated_after_seq=).
+
+ExchangeStatus = Literal["new", "partially_filled", "filled", "canceled", "rejected", "expired"]
+
+
+class Hello(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["hello"]
+    epoch: str
+    seq: int
+
+
+class ExecutionReport(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["execution_report"]
+    seq: int = Field(gt=0)
+    exchange_order_id: str
+    client_order_id: str
+    status: ExchangeStatus
+    filled_quantity: int = Field(ge=0)
+    quantity: int = Field(gt=0)
+    avg_price: Decimal | None = None
+    ts: datetime
+
+
+class Heartbeat(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["heartbeat"]
+    seq: int
+
+
+class Reset(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["reset"]
+
+
+AnyMessage = Hello | ExecutionReport | Heartbeat | Reset
+STREAM_MESSAGE: TypeAdapter[AnyMessage] = TypeAdapter(
+    Annotated[AnyMessage, Field(discriminator="type")]
+)
+
+
+class ChangedOrder(BaseModel):
+    """An order in the resync answer, with the seq of its latest event."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    seq: int = Field(gt=0)
+    exchange_order_id: str
+    client_order_id: str
+    status: ExchangeStatus
+    filled_quantity: int = Field(ge=0)
+    quantity: int = Field(gt=0)
+    avg_price: Decimal | None = None
+
+
+class ChangedOrders(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    orders: list[ChangedOrder]
+    seq: int

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 from urllib.error import URLError
@@ -40,15 +42,38 @@ def wait_http(url: str, proc: subprocess.Popen[Any], timeout_s: float = 30.0) ->
         time.sleep(0.1)
 
 
-class ApiProcess:
-    """`python -m orders_api` with the given settings, on a free port."""
+class ServiceProcess:
+    """`python -m <module>` with the given settings, on a free port, up once its health is."""
 
-    def __init__(self, settings: Settings) -> None:
+    module = ""
+    port_variable = ""
+
+    def __init__(self, settings: Settings, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = settings_env(settings) | {"ORDERS_API_PORT": str(self.port)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "orders_api"], env=env)
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
+        self.env = settings_env(settings) | {self.port_variable: str(self.port)} | env
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         wait_http(f"{self.url}/health/ready", self.proc)
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every JSON log line the process wrote so far."""
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace")
+        return [json.loads(raw) for raw in text.splitlines() if raw.startswith("{")]
+
+    def metric(self, name: str) -> float:
+        """The value of one unlabelled (or fully written out) sample from /metrics."""
+        with urlopen(f"{self.url}/metrics", timeout=5) as resp:  # noqa: S310 (loopback)
+            for line in resp.read().decode().splitlines():
+                if line.startswith(f"{name} "):
+                    return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{name} not in {self.module}'s metrics")
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no lease released: a crash."""
@@ -62,3 +87,27 @@ class ApiProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._log.close()
+
+
+class ApiProcess(ServiceProcess):
+    module = "orders_api"
+    port_variable = "ORDERS_API_PORT"
+
+
+class ListenerProcess(ServiceProcess):
+    module = "exchange_listener"
+    port_variable = "LISTENER_PORT"
+
+
+class TrackerProcess(ServiceProcess):
+    module = "tracker"
+    port_variable = "TRACKER_PORT"
+
+    def reported(self, kind: str = "failure") -> list[str]:
+        """Order ids of the report log lines of this kind, in order, repeats kept."""
+        return [
+            line["order_id"]
+            for line in self.lines()
+            if line.get("event") == "order_reported" and line.get("kind") == kind
+        ]

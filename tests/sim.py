@@ -184,3 +184,7 @@ class SimProcess:
     async def reset(self, session: aiohttp.ClientSession | None = None) -> None:
         """Forget every order, count and stat; knobs back to those the process started with."""
         await self._call("POST", "/_sim/reset", None, session)
+
+    async def disconnect(self, session: aiohttp.ClientSession | None = None) -> None:
+        """Close every stream connection at once."""
+        await self._call("POST", "/_sim/disconnect", None, session)

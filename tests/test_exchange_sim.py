@@ -295,6 +295,17 @@ START_KNOBS = {
     "accept_duplicate_ids": False,
     "fail_next": 0,
     "seed": 1,
+    "lifecycle": True,
+    "fill_delay_ms": 1000,
+    "partial_fill_rate": 0.3,
+    "limit_fill_rate": 0.5,
+    "limit_expiry_ms": 5000,
+    "retention": 100000,
+    "heartbeat_ms": 1000,
+    "drop_rate": 0.0,
+    "duplicate_rate": 0.0,
+    "reorder_window": 0,
+    "stall": False,
 }
 
 

@@ -24,11 +24,13 @@ def _listening(port: int) -> bool:
 async def test_stack_with_embedded_database_serves_an_order_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:
-    api_port, sim_port = free_port(), free_port()
+    api_port, sim_port, listener_port, tracker_port = (free_port() for _ in range(4))
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the embedded path
     env |= {
         "ORDERS_API_PORT": str(api_port),
         "EXCHANGE_SIM_PORT": str(sim_port),
+        "LISTENER_PORT": str(listener_port),
+        "TRACKER_PORT": str(tracker_port),
         "EXCHANGE_URL": f"http://127.0.0.1:{sim_port}",
     }
     stack = subprocess.Popen(
@@ -46,17 +48,34 @@ async def test_stack_with_embedded_database_serves_an_order_and_stops_cleanly(
             http.post(f"http://127.0.0.1:{api_port}/orders", json=MARKET) as resp,
         ):
             assert resp.status == 201
+            order_id = (await resp.json())["id"]
+        # The listener runs too: the exchange's "new" for the order reaches the API.
+        await eventually(
+            lambda: _market_status(api_port, order_id), lambda status: status is not None
+        )
         assert (tmp_path / ".data" / "pg" / "PG_VERSION").exists()
     finally:
         stack.send_signal(signal.SIGINT)
         out, _ = stack.communicate(timeout=60)
     assert stack.returncode == 0
-    assert f"http://127.0.0.1:{api_port}" in out
+    for port in (api_port, sim_port, listener_port, tracker_port):
+        assert f"http://127.0.0.1:{port}" in out
     assert not _listening(api_port)
     assert not _listening(sim_port)
+    assert not _listening(listener_port)
+    assert not _listening(tracker_port)
     # The embedded PostgreSQL stopped with the stack.
     await eventually(lambda: _exists(tmp_path / ".data" / "pg" / "postmaster.pid"), lambda e: not e)
 
 
 async def _exists(path: Path) -> bool:
     return path.exists()
+
+
+async def _market_status(port: int, order_id: str) -> str | None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/orders/{order_id}") as resp,
+    ):
+        status: str | None = (await resp.json())["stock_market_order_status"]
+        return status

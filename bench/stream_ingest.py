@@ -1,0 +1,143 @@
+"""Stream ingest throughput next to a raw COPY of the same rows into the same table.
+
+In one run, against one PostgreSQL server: N synthetic execution reports go through a real
+WebSocket (a minimal stream server on loopback) into the listener's ingest path, which writes
+them in batches; then the same rows are COPYed straight into `exchange_events`. Prints both rates
+and their ratio. Usage:
+
+    python -m bench.stream_ingest [--events 50000] [--batch 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from exchange_listener.ingest import Ingestor
+from orders_core.db import database_url
+from orders_core.migrate import migrate
+from orders_core.settings import Settings
+from tests.pg import with_database
+from tests.sim import free_port
+
+BENCH_DB = "orders_bench_stream"
+LIFE = (("new", 0), ("partially_filled", 4), ("partially_filled", 7), ("filled", 10))
+
+
+def synthetic(count: int) -> list[dict[str, Any]]:
+    """Execution reports for count/4 orders, each going new → partial → partial → filled."""
+    now = datetime.now(UTC).isoformat()
+    events: list[dict[str, Any]] = []
+    while len(events) < count:
+        order, exchange_id = str(uuid.uuid4()), str(uuid.uuid4())
+        for status, filled in LIFE[: count - len(events)]:
+            events.append({
+                "type": "execution_report", "seq": len(events) + 1, "ts": now,
+                "exchange_order_id": exchange_id, "client_order_id": order, "status": status,
+                "filled_quantity": filled, "quantity": 10, "avg_price": "12.34" if filled else None,
+            })  # fmt: skip
+    return events
+
+
+async def stream_server(events: list[dict[str, Any]]) -> tuple[web.AppRunner, str]:
+    async def stream(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        start = int(request.query.get("from_seq", "0"))
+        await ws.send_json({"type": "hello", "epoch": "bench", "seq": len(events)})
+        for event in events[start:]:
+            await ws.send_json(event)
+        with contextlib.suppress(ConnectionError):
+            while not ws.closed:
+                await ws.send_json({"type": "heartbeat", "seq": len(events)})
+                await asyncio.sleep(0.5)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/stream", stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def fresh_database(server: str) -> str:
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    finally:
+        await conn.close()
+    dsn = with_database(server, BENCH_DB)
+    await migrate(dsn)
+    return dsn
+
+
+async def through_listener(dsn: str, events: list[dict[str, Any]], batch: int) -> float:
+    runner, url = await stream_server(events)
+    settings = Settings(database_url=dsn, exchange_url=url, listener_batch_max=batch)
+    conn, probe = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    async with aiohttp.ClientSession() as http:
+        started = time.perf_counter()
+        task = asyncio.create_task(Ingestor(conn, http, settings).run())
+        committed = 0
+        while committed < len(events):
+            await asyncio.sleep(0.01)
+            committed = await probe.fetchval("SELECT seq FROM exchange_stream_position")
+        elapsed = time.perf_counter() - started
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    stored = await probe.fetchval("SELECT count(*) FROM exchange_events")
+    assert stored == len(events), stored
+    await conn.close()
+    await probe.close()
+    await runner.cleanup()
+    return len(events) / elapsed
+
+
+async def raw_copy(dsn: str, events: list[dict[str, Any]]) -> float:
+    rows = [
+        ("bench", e["seq"], uuid.UUID(e["client_order_id"]), e["exchange_order_id"], e["status"],
+         e["filled_quantity"], e["quantity"], e["avg_price"] and Decimal(e["avg_price"]),
+         datetime.fromisoformat(e["ts"]), "stream")
+        for e in events
+    ]  # fmt: skip
+    columns = ["epoch", "seq", "order_id", "exchange_order_id", "status", "filled_quantity",
+               "quantity", "avg_price", "exchange_ts", "source"]  # fmt: skip
+    conn = await asyncpg.connect(dsn)
+    try:
+        started = time.perf_counter()
+        await conn.copy_records_to_table("exchange_events", records=rows, columns=columns)
+        return len(events) / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+async def main(count: int, batch: int) -> None:
+    server = database_url(Settings())
+    events = synthetic(count)
+    listener_rate = await through_listener(await fresh_database(server), events, batch)
+    copy_rate = await raw_copy(await fresh_database(server), events)
+    print(f"events={count} batch={batch}")
+    print(f"  WebSocket → listener → PostgreSQL : {listener_rate:9.0f} events/s")
+    print(f"  COPY of the same rows              : {copy_rate:9.0f} events/s")
+    print(f"  ratio listener / COPY              : {listener_rate / copy_rate:9.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.batch))

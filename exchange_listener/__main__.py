@@ -1,0 +1,18 @@
+"""`exchange-listener`: settings from the environment, then the server."""
+
+from __future__ import annotations
+
+from exchange_listener.app import create_app
+from orders_core.logs import setup_logging
+from orders_core.settings import Settings
+from orders_core.web import serve
+
+
+def main() -> None:
+    settings = Settings()
+    setup_logging(settings.log_level)
+    serve(create_app(settings), "exchange-listener", settings.bind_host, settings.listener_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The listener's application: the ingest task, plus /metrics and /health on LISTENER_PORT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from exchange_listener.keys import DSN, HTTP, POOL, SETTINGS
+from exchange_listener.leader import lead_forever
+from orders_core.db import create_pool, database_url
+from orders_core.settings import Settings
+from orders_core.web import live, metrics_handler, ready_handler, request_context
+
+
+async def _pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DSN] = database_url(settings)
+    app[POOL] = await create_pool(app[DSN], settings.model_copy(update={"db_pool_max_size": 2}))
+    yield
+    await app[POOL].close()
+
+
+async def _ingest(app: web.Application) -> AsyncIterator[None]:
+    app[HTTP] = aiohttp.ClientSession()
+    task = asyncio.create_task(lead_forever(app[DSN], app[HTTP], app[SETTINGS]), name="ingest")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await app[HTTP].close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[request_context])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([_pool, _ingest])
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready_handler(lambda r: r.app[POOL]))
+    app.router.add_get("/metrics", metrics_handler())
+    return app

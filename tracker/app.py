@@ -1,0 +1,64 @@
+"""The tracker's application factory: middlewares, routes, and the resources in dependency order:
+pool → HTTP session (webhook) → the reporting loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from orders_core.db import create_pool, database_url
+from orders_core.settings import Settings
+from orders_core.web import request_context
+from tracker.keys import HTTP, POOL, REPORT_URL, REPORTER, SETTINGS
+from tracker.reporter import Reporter
+from tracker.routes import setup_routes
+from tracker.webhook import Webhook
+
+
+async def _pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[POOL] = await create_pool(database_url(settings), settings)
+    yield
+    await app[POOL].close()
+
+
+async def _http(app: web.Application) -> AsyncIterator[None]:
+    app[HTTP] = aiohttp.ClientSession()
+    yield
+    await app[HTTP].close()
+
+
+async def _reporter(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    webhook = None
+    if settings.tracker_webhook_url:
+        webhook = Webhook(
+            app[HTTP], settings.tracker_webhook_url, settings.tracker_webhook_timeout_s
+        )
+    dsn = database_url(settings)
+    app[REPORTER] = reporter = Reporter(app[POOL], dsn, settings, webhook, app[REPORT_URL])
+    task = asyncio.create_task(reporter.run(), name="tracker-reports")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await reporter.close()
+
+
+def report_url(settings: Settings) -> str:
+    """Where a person reads the failure report: TRACKER_REPORT_URL, else the bind address."""
+    base = settings.tracker_report_url or f"http://{settings.bind_host}:{settings.tracker_port}"
+    return base.rstrip("/") + "/failures"
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[request_context])
+    app[SETTINGS] = settings
+    app[REPORT_URL] = report_url(settings)
+    app.cleanup_ctx.extend([_pool, _http, _reporter])
+    setup_routes(app)
+    return app

@@ -1,0 +1,138 @@
+"""The reporting loop: one tracker leads (a session advisory lock on a dedicated connection); the
+leader claims new failures and stuck orders, logs each once, and delivers the webhook.
+
+The lock keeps a second tracker idle rather than racing; correctness does not depend on it: the
+claim is an INSERT ... ON CONFLICT DO NOTHING (tracker/store.py), so a report happens once even
+if two trackers ever ran a cycle at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from orders_core.db import DB_ERRORS, Pool
+from orders_core.settings import Settings
+from tracker import store
+from tracker.metrics import CYCLE_ERRORS, LEADER, REPORTS, WEBHOOK_DELIVERIES
+from tracker.webhook import Webhook, report_body, retry_delay
+
+log = logging.getLogger("tracker.reports")
+
+LOCK_KEY = 0x6F72646572735F74  # "orders_t": the tracker's leadership
+BATCH = 500  # orders claimed per statement
+DELIVERY_BATCH = 50  # webhook POSTs in flight at once
+# How far before the watermark a scan starts: covers a row that commits a moment after it took
+# its timestamp (failed_at and created_at are set by single-statement, autocommitted writes).
+MARGIN_S = 60.0
+
+MESSAGES = {"failure": "order failed", "stuck": "order stuck in progress"}
+
+
+class Reporter:
+    def __init__(
+        self, pool: Pool, dsn: str, settings: Settings, webhook: Webhook | None, report_url: str
+    ) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self._settings = settings
+        self._webhook = webhook
+        self._report_url = report_url
+        self._lock_conn: asyncpg.Connection | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self._lock_conn is not None and not self._lock_conn.is_closed()
+
+    async def run(self) -> None:
+        """Forever: lead if possible, then report; survives database outages."""
+        while True:
+            try:
+                if await self._lead():
+                    await self.cycle()
+            except DB_ERRORS as exc:
+                CYCLE_ERRORS.inc()
+                log.warning("report cycle failed: %r", exc)
+                await self._resign()
+            except Exception:
+                CYCLE_ERRORS.inc()
+                log.exception("report cycle failed unexpectedly")
+            await asyncio.sleep(self._settings.tracker_poll_interval_s)
+
+    async def _lead(self) -> bool:
+        """True while this process holds the lock; checks that its connection is still alive."""
+        if self.leading:
+            assert self._lock_conn is not None
+            await self._lock_conn.fetchval("SELECT 1", timeout=5)
+            return True
+        await self._resign()
+        conn = await asyncpg.connect(self._dsn, timeout=5)
+        try:
+            took = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY, timeout=5)
+        except BaseException:
+            await conn.close()
+            raise
+        if not took:
+            await conn.close()
+            return False
+        self._lock_conn = conn
+        LEADER.set(1)
+        log.info("tracker leads: reporting failures")
+        return True
+
+    async def _resign(self) -> None:
+        conn, self._lock_conn = self._lock_conn, None
+        LEADER.set(0)
+        if conn is not None and not conn.is_closed():
+            conn.terminate()  # the session ends: PostgreSQL releases its lock at once
+
+    async def close(self) -> None:
+        await self._resign()
+
+    async def cycle(self) -> None:
+        """Report everything new, then deliver what the webhook is owed."""
+        deliver = self._webhook is not None
+        while len(rows := await store.report_failures(self._pool, MARGIN_S, BATCH, deliver)):
+            self._log_reports("failure", rows)
+            if len(rows) < BATCH:
+                break
+        stuck_after = self._settings.tracker_stuck_after_s
+        while len(
+            rows := await store.report_stuck(self._pool, MARGIN_S, BATCH, deliver, stuck_after)
+        ):
+            self._log_reports("stuck", rows)
+            if len(rows) < BATCH:
+                break
+        if self._webhook is not None:
+            await self._deliver(self._webhook)
+
+    def _log_reports(self, kind: str, rows: list[asyncpg.Record]) -> None:
+        for row in rows:
+            body = report_body(kind, row, self._report_url)
+            log.warning(
+                MESSAGES[kind],
+                extra={"event": "order_reported", "kind": kind, **body["order"],
+                       "order_id": body["order_id"], "report_url": self._report_url},
+            )  # fmt: skip
+        REPORTS.labels(kind).inc(len(rows))
+
+    async def _deliver(self, webhook: Webhook) -> None:
+        due = await store.due_deliveries(self._pool, DELIVERY_BATCH)
+        await asyncio.gather(*(self._deliver_one(webhook, row) for row in due))
+
+    async def _deliver_one(self, webhook: Webhook, row: asyncpg.Record) -> None:
+        kind, order_id = row["kind"], row["id"]
+        error = await webhook.post(kind, order_id, report_body(kind, row, self._report_url))
+        if error is None:
+            WEBHOOK_DELIVERIES.labels("delivered").inc()
+            await store.delivered(self._pool, order_id, kind)
+            return
+        WEBHOOK_DELIVERIES.labels("failed").inc()
+        delay = retry_delay(self._settings, row["webhook_attempts"] + 1)
+        log.info(
+            "webhook delivery failed; retrying",
+            extra={"order_id": str(order_id), "kind": kind, "error": error, "retry_in_s": delay},
+        )
+        await store.delivery_failed(self._pool, order_id, kind, delay, error)
