@@ -25,10 +25,9 @@ import aiohttp
 import asyncpg
 import psutil
 
+from bench.common import fresh_database
 from orders_core.db import database_url
-from orders_core.migrate import migrate
 from orders_core.settings import Settings
-from tests.pg import with_database
 from tests.procs import ApiProcess
 from tests.sim import SimProcess
 
@@ -55,18 +54,6 @@ async def _run(count: int, concurrency: int, one: Callable[[], Awaitable[None]])
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return count / (time.perf_counter() - started)
-
-
-async def _fresh_database(server: str) -> str:
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    finally:
-        await conn.close()
-    dsn = with_database(server, BENCH_DB)
-    await migrate(dsn)
-    return dsn
 
 
 async def baseline(dsn: str, count: int, concurrency: int) -> float:
@@ -98,9 +85,9 @@ def _cpu(pid: int) -> float:
 
 async def main(count: int, concurrency: int, latency_ms: int) -> None:
     server = database_url(Settings())
-    dsn = await _fresh_database(server)
+    dsn = await fresh_database(server, BENCH_DB)
     pg_rate = await baseline(dsn, count, concurrency)
-    dsn = await _fresh_database(server)
+    dsn = await fresh_database(server, BENCH_DB)
     env = {"EXCHANGE_SIM_LATENCY_MS": str(latency_ms), "EXCHANGE_SIM_FAILURE_RATE": "0"}
     with SimProcess.start(env) as sim:
         api = ApiProcess(Settings(database_url=dsn, exchange_url=sim.url, log_level="WARNING"))

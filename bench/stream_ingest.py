@@ -23,11 +23,10 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from bench.common import fresh_database
 from exchange_listener.ingest import Ingestor
 from orders_core.db import database_url
-from orders_core.migrate import migrate
 from orders_core.settings import Settings
-from tests.pg import with_database
 from tests.sim import free_port
 
 BENCH_DB = "orders_bench_stream"
@@ -70,18 +69,6 @@ async def stream_server(events: list[dict[str, Any]]) -> tuple[web.AppRunner, st
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, f"http://127.0.0.1:{port}"
-
-
-async def fresh_database(server: str) -> str:
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    finally:
-        await conn.close()
-    dsn = with_database(server, BENCH_DB)
-    await migrate(dsn)
-    return dsn
 
 
 async def through_listener(dsn: str, events: list[dict[str, Any]], batch: int) -> float:
@@ -127,8 +114,8 @@ async def raw_copy(dsn: str, events: list[dict[str, Any]]) -> float:
 async def main(count: int, batch: int) -> None:
     server = database_url(Settings())
     events = synthetic(count)
-    listener_rate = await through_listener(await fresh_database(server), events, batch)
-    copy_rate = await raw_copy(await fresh_database(server), events)
+    listener_rate = await through_listener(await fresh_database(server, BENCH_DB), events, batch)
+    copy_rate = await raw_copy(await fresh_database(server, BENCH_DB), events)
     print(f"events={count} batch={batch}")
     print(f"  WebSocket → listener → PostgreSQL : {listener_rate:9.0f} events/s")
     print(f"  COPY of the same rows              : {copy_rate:9.0f} events/s")

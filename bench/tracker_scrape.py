@@ -21,10 +21,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import asyncpg
 
+from bench.common import fresh_database
 from orders_core.db import database_url
-from orders_core.migrate import migrate
 from orders_core.settings import Settings
-from tests.pg import with_database
 from tests.procs import TrackerProcess
 from tracker.system_metrics import SNAPSHOT
 
@@ -52,14 +51,7 @@ async def _per_call(n: int, one: Callable[[], Awaitable[object]]) -> float:
 
 
 async def _prepare(server: str, orders: int) -> str:
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    finally:
-        await conn.close()
-    dsn = with_database(server, BENCH_DB)
-    await migrate(dsn)
+    dsn = await fresh_database(server, BENCH_DB)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(FILL, orders, timeout=600)

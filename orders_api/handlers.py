@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import logging
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +23,7 @@ from orders_api.schemas import (
     OrderModel,
     OrdersPage,
 )
+from orders_core import cursor
 from orders_core.db import DB_ERRORS
 from orders_core.domain import OrderStatus
 from orders_core.web import REQUEST_ID, json_error
@@ -36,8 +34,6 @@ PLACEMENT_FAILED = "Internal server error while placing the order"
 IDEMPOTENCY_KEY_RE = re.compile(r"^[!-~]{1,255}$")
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-BAD_CURSOR = "after must be a cursor returned by a previous page"
-FIRST_PAGE = (datetime.max.replace(tzinfo=UTC), uuid.UUID(int=(1 << 128) - 1))
 
 
 def order_response(row: asyncpg.Record, status: int = 200) -> web.Response:
@@ -137,7 +133,7 @@ async def list_orders(request: web.Request) -> web.StreamResponse:
     rows = rows[:limit]
     page = OrdersPage(
         orders=[OrderModel.model_validate(dict(r)) for r in rows],
-        next=_cursor(rows[-1]) if more else None,
+        next=cursor.encode(rows[-1]["created_at"], rows[-1]["id"]) if more else None,
     )
     return web.Response(text=page.model_dump_json(), content_type="application/json")
 
@@ -153,21 +149,8 @@ def _page_query(query: Any) -> tuple[OrderStatus | None, int, tuple[datetime, uu
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise RequestError(400, f"limit must be an integer from 1 to {MAX_PAGE}")
     after = query.get("after")
-    return status, int(raw_limit), FIRST_PAGE if after is None else _decode_cursor(after)
-
-
-def _cursor(row: asyncpg.Record) -> str:
-    raw = json.dumps([row["created_at"].isoformat(), str(row["id"])]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, order_id = json.loads(raw)
-        position = datetime.fromisoformat(created_at), uuid.UUID(order_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise RequestError(400, BAD_CURSOR) from exc
-    if position[0].tzinfo is None:
-        raise RequestError(400, BAD_CURSOR)
-    return position
+        before = cursor.FIRST_PAGE if after is None else cursor.decode(after)
+    except cursor.CursorError as exc:
+        raise RequestError(400, str(exc)) from None
+    return status, int(raw_limit), before

@@ -23,12 +23,24 @@ async def test_get_order(api: Client) -> None:
 
 @pytest.mark.parametrize(
     ("path", "status"),
-    [("/orders/6f1c6a56-6f64-4cf1-9b8e-3a3c6c1f0e59", 404), ("/orders/not-a-uuid", 400)],
+    [
+        ("/orders/6f1c6a56-6f64-4cf1-9b8e-3a3c6c1f0e59", 404),
+        ("/orders/not-a-uuid", 400),
+        ("/orders/6f1c6a56-6f64-4cf1-9b8e-3a3c6c1f0e59/events", 404),
+        ("/orders/not-a-uuid/events", 400),
+    ],
 )
 async def test_get_unknown_or_malformed_id(api: Client, path: str, status: int) -> None:
     resp = await api.get(path)
     assert resp.status == status
     ErrorModel.model_validate(await resp.json())
+
+
+async def test_events_of_an_order_without_any_yet_is_an_empty_list(api: Client) -> None:
+    created = await (await api.post("/orders", json=LIMIT)).json()
+    resp = await api.get(f"/orders/{created['id']}/events")
+    assert resp.status == 200
+    assert await resp.json() == {"events": []}
 
 
 async def test_list_is_newest_first_with_keyset_pages(api: Client) -> None:

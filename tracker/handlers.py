@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
-import json
 import logging
 import re
 import uuid
@@ -21,6 +18,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from orders_core import cursor
 from orders_core.db import DB_ERRORS
 from orders_core.web import json_error
 from tracker import store
@@ -36,10 +34,8 @@ MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 RECENT = 50
 INSTRUMENT_RE = re.compile(r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$")
-BAD_CURSOR = "after must be a cursor returned by a previous page"
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
-FIRST_PAGE = (LATEST, uuid.UUID(int=(1 << 128) - 1))
 
 
 class QueryError(Exception):
@@ -65,14 +61,16 @@ async def failures(request: web.Request) -> web.StreamResponse:
     rows = await store.failures_page(pool, q.since, q.until, q.instrument, q.before, q.limit + 1)
     more = len(rows) > q.limit
     rows = rows[: q.limit]
-    cursor = _cursor(rows[-1]) if more else None
+    next_page = cursor.encode(rows[-1]["failed_at"], rows[-1]["id"]) if more else None
     if q.csv:
-        return _csv(rows, cursor)
-    page = FailuresPage(failures=[FailureModel.model_validate(dict(r)) for r in rows], next=cursor)
+        return _csv(rows, next_page)
+    page = FailuresPage(
+        failures=[FailureModel.model_validate(dict(r)) for r in rows], next=next_page
+    )
     return web.Response(text=page.model_dump_json(), content_type="application/json")
 
 
-def _csv(rows: list[asyncpg.Record], cursor: str | None) -> web.Response:
+def _csv(rows: list[asyncpg.Record], next_page: str | None) -> web.Response:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(FAILURE_FIELDS)
@@ -80,8 +78,8 @@ def _csv(rows: list[asyncpg.Record], cursor: str | None) -> web.Response:
         model = FailureModel.model_validate(dict(row)).model_dump(mode="json")
         writer.writerow(["" if model[f] is None else model[f] for f in FAILURE_FIELDS])
     response = web.Response(text=out.getvalue(), content_type="text/csv")
-    if cursor is not None:
-        response.headers["X-Next-Cursor"] = cursor
+    if next_page is not None:
+        response.headers["X-Next-Cursor"] = next_page
     return response
 
 
@@ -103,10 +101,17 @@ def _failures_query(query: Mapping[str, str]) -> FailuresQuery:
         since=_instant(query, "since", EARLIEST),
         until=_instant(query, "until", LATEST),
         instrument=instrument,
-        before=FIRST_PAGE if after is None else _decode_cursor(after),
+        before=_position(after),
         limit=int(raw_limit),
         csv=fmt == "csv",
     )
+
+
+def _position(after: str | None) -> cursor.Position:
+    try:
+        return cursor.FIRST_PAGE if after is None else cursor.decode(after)
+    except cursor.CursorError as exc:
+        raise QueryError(str(exc)) from None
 
 
 def _instant(query: Mapping[str, str], name: str, default: datetime) -> datetime:
@@ -122,26 +127,9 @@ def _instant(query: Mapping[str, str], name: str, default: datetime) -> datetime
     return value
 
 
-def _cursor(row: asyncpg.Record) -> str:
-    raw = json.dumps([row["failed_at"].isoformat(), str(row["id"])]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        failed_at, order_id = json.loads(raw)
-        position = datetime.fromisoformat(failed_at), uuid.UUID(order_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise QueryError(BAD_CURSOR) from exc
-    if position[0].tzinfo is None:
-        raise QueryError(BAD_CURSOR)
-    return position
-
-
 async def index(request: web.Request) -> web.Response:
     pool, stuck_after = request.app[POOL], request.app[SETTINGS].tracker_stuck_after_s
-    recent = await store.failures_page(pool, EARLIEST, LATEST, None, FIRST_PAGE, RECENT)
+    recent = await store.failures_page(pool, EARLIEST, LATEST, None, cursor.FIRST_PAGE, RECENT)
     stuck = await store.stuck_now(pool, stuck_after, RECENT)
     return web.Response(text=render_index(recent, stuck, stuck_after), content_type="text/html")
 
