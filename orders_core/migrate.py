@@ -56,6 +56,8 @@ class Migration:
 
 def discover(directory: Path) -> list[Migration]:
     files = sorted(p for p in directory.glob("*.sql"))
+    if not files:  # a wrong MIGRATIONS_DIR must not look like an up-to-date database
+        raise MigrationError(f"no migrations in {directory}")
     bad = [p.name for p in files if not NAME_RE.match(p.name)]
     if bad:
         raise MigrationError(f"migration file names must look like 0001_name.sql: {bad}")

@@ -45,8 +45,21 @@ async def test_refuses_an_edited_migration(db_url: str, tmp_path: Path) -> None:
 
 
 async def test_refuses_when_an_applied_migration_is_missing(db_url: str, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(DEFAULT_DIR, folder)
+    sorted(folder.glob("*.sql"))[-1].unlink()
     with pytest.raises(MigrationError, match="missing"):
-        await migrate(db_url, tmp_path)
+        await migrate(db_url, folder)
+
+
+@pytest.mark.parametrize("folder", ["empty", "absent"])
+async def test_refuses_a_folder_without_migrations(
+    db_url: str, tmp_path: Path, folder: str
+) -> None:
+    if folder == "empty":
+        (tmp_path / folder).mkdir()
+    with pytest.raises(MigrationError, match="no migrations"):
+        await migrate(db_url, tmp_path / folder)
 
 
 async def test_applies_a_new_migration_and_records_it(
