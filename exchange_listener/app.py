@@ -9,24 +9,23 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from exchange_listener.keys import DSN, HTTP, POOL, SETTINGS
+from exchange_listener.keys import HTTP, POOL, SETTINGS
 from exchange_listener.leader import lead_forever
-from orders_core.db import create_pool, database_url
+from orders_core.db import database_url
 from orders_core.settings import Settings
-from orders_core.web import live, metrics_handler, ready_handler, request_context
-
-
-async def _pool(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    app[DSN] = database_url(settings)
-    app[POOL] = await create_pool(app[DSN], settings.model_copy(update={"db_pool_max_size": 2}))
-    yield
-    await app[POOL].close()
+from orders_core.web import (
+    live,
+    metrics_handler,
+    pool_context,
+    ready_handler,
+    request_context,
+)
 
 
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = aiohttp.ClientSession()
-    task = asyncio.create_task(lead_forever(app[DSN], app[HTTP], app[SETTINGS]), name="ingest")
+    dsn = database_url(app[SETTINGS])
+    task = asyncio.create_task(lead_forever(dsn, app[HTTP], app[SETTINGS]), name="ingest")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -37,7 +36,8 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[request_context])
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_pool, _ingest])
+    # The pool serves /health/ready; the leader writes on a connection of its own.
+    app.cleanup_ctx.extend([pool_context(SETTINGS, POOL, max_size=2), _ingest])
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready_handler(lambda r: r.app[POOL]))
     app.router.add_get("/metrics", metrics_handler())

@@ -9,6 +9,5 @@ from orders_core.db import Pool
 from orders_core.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
-DSN = web.AppKey("dsn", str)
 POOL = web.AppKey("pool", Pool)
 HTTP = web.AppKey("http", aiohttp.ClientSession)

@@ -17,17 +17,9 @@ from orders_api.policy import Policy
 from orders_api.requests import MAX_BODY_BYTES
 from orders_api.retrier import Retrier
 from orders_api.routes import setup_routes
-from orders_core.db import create_pool, database_url
 from orders_core.exchange import ExchangeClient, new_session
 from orders_core.settings import Settings
-from orders_core.web import request_context
-
-
-async def _pool(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    app[POOL] = await create_pool(database_url(settings), settings)
-    yield
-    await app[POOL].close()
+from orders_core.web import pool_context, request_context
 
 
 async def _exchange(app: web.Application) -> AsyncIterator[None]:
@@ -66,6 +58,6 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[INSTANCE] = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-    app.cleanup_ctx.extend([_pool, _exchange, _retries])
+    app.cleanup_ctx.extend([pool_context(SETTINGS, POOL), _exchange, _retries])
     setup_routes(app)
     return app

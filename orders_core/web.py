@@ -6,14 +6,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import uvloop
 from aiohttp import web
 from prometheus_client import REGISTRY, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from orders_core.db import DB_ERRORS, Pool
+from orders_core.db import DB_ERRORS, Pool, create_pool, database_url
+from orders_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,22 @@ def ready_handler(pool_of: Callable[[web.Request], Pool]) -> Handler:
         return web.json_response({"status": "ok"})
 
     return ready
+
+
+def pool_context(
+    settings_key: web.AppKey[Settings], pool_key: web.AppKey[Pool], max_size: int | None = None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A `cleanup_ctx` that opens the service's database pool first and closes it last."""
+
+    async def pool(app: web.Application) -> AsyncIterator[None]:
+        settings = app[settings_key]
+        if max_size is not None:
+            settings = settings.model_copy(update={"db_pool_max_size": max_size})
+        app[pool_key] = await create_pool(database_url(settings), settings)
+        yield
+        await app[pool_key].close()
+
+    return pool
 
 
 def metrics_handler() -> Handler:

@@ -54,10 +54,12 @@ class Hello(BaseModel):
     seq: int
 
 
-class ExecutionReport(BaseModel):
+class OrderState(BaseModel):
+    """An order as of one event: what an execution report says, and what a resync returns per
+    changed order (with the seq of its latest event)."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    type: Literal["execution_report"]
     seq: int = Field(gt=0)
     exchange_order_id: str
     client_order_id: str
@@ -65,6 +67,10 @@ class ExecutionReport(BaseModel):
     filled_quantity: int = Field(ge=0)
     quantity: int = Field(gt=0)
     avg_price: Decimal | None = None
+
+
+class ExecutionReport(OrderState):
+    type: Literal["execution_report"]
     ts: datetime
 
 
@@ -87,22 +93,8 @@ STREAM_MESSAGE: TypeAdapter[AnyMessage] = TypeAdapter(
 )
 
 
-class ChangedOrder(BaseModel):
-    """An order in the resync answer, with the seq of its latest event."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    seq: int = Field(gt=0)
-    exchange_order_id: str
-    client_order_id: str
-    status: ExchangeStatus
-    filled_quantity: int = Field(ge=0)
-    quantity: int = Field(gt=0)
-    avg_price: Decimal | None = None
-
-
 class ChangedOrders(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    orders: list[ChangedOrder]
+    orders: list[OrderState]
     seq: int

@@ -10,20 +10,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from orders_core.db import create_pool, database_url
+from orders_core.db import database_url
 from orders_core.settings import Settings
-from orders_core.web import request_context
+from orders_core.web import pool_context, request_context
 from tracker.keys import HTTP, POOL, REPORT_URL, REPORTER, SETTINGS
 from tracker.reporter import Reporter
 from tracker.routes import setup_routes
 from tracker.webhook import Webhook
-
-
-async def _pool(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    app[POOL] = await create_pool(database_url(settings), settings)
-    yield
-    await app[POOL].close()
 
 
 async def _http(app: web.Application) -> AsyncIterator[None]:
@@ -59,6 +52,6 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[request_context])
     app[SETTINGS] = settings
     app[REPORT_URL] = report_url(settings)
-    app.cleanup_ctx.extend([_pool, _http, _reporter])
+    app.cleanup_ctx.extend([pool_context(SETTINGS, POOL), _http, _reporter])
     setup_routes(app)
     return app
