@@ -19,6 +19,7 @@ from tests.api_fixtures import ApiFactory
 from tests.helpers import LIMIT, MARKET, eventually, fast_settings
 from tests.procs import ListenerProcess
 from tests.sim import SimProcess
+from tests.tcp_proxy import DbProxy
 
 Client = TestClient[web.Request, web.Application]
 
@@ -220,3 +221,27 @@ def _metric(listener: ListenerProcess, name: str) -> Any:
 
 def _connected(listener: ListenerProcess) -> Any:
     return _metric(listener, "exchange_stream_connected")
+
+
+async def test_database_outage_loses_no_event(
+    make_api: ApiFactory, exchange: SimProcess, db_url: str, db: asyncpg.Connection
+) -> None:
+    await exchange.configure(**LIFECYCLE)
+    proxy = DbProxy(db_url)
+    await proxy.start()
+    # Started in a thread: the proxy lives on this event loop and must keep serving meanwhile.
+    listener = await asyncio.to_thread(ListenerProcess, listener_settings(proxy.dsn, exchange))
+    try:
+        api = await make_api()  # straight to the database: only the listener loses it
+        ids = await place(api, 100)
+        await proxy.cut()
+        ids += await place(api, 100)  # their fills stream while the listener cannot write
+        await exchange_idle(exchange, ids)
+        await proxy.start()
+        await assert_equal_to_ledger(db, exchange, ids)
+        await assert_never_backwards(db)
+        messages = [line["msg"] for line in listener.lines()]
+        assert any(m.startswith("database failed; giving up the lead") for m in messages)
+    finally:
+        listener.stop()
+        await proxy.cut()
