@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import LIMIT, MARKET, eventually, fast_settings
 from tests.procs import ApiProcess, TrackerProcess
 from tests.sim import SimProcess
+from tests.tcp_proxy import DbProxy
 from tests.tracker_procs import WebhookReceiver
 
 ORDERS = 50
@@ -107,3 +108,39 @@ async def test_fifty_failures_reported_exactly_once_across_restart_and_two_track
 async def _leading(url: str) -> bool:
     async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
         return "tracker_leader 1.0" in await resp.text()
+
+
+async def test_failures_during_a_database_outage_are_reported_once_it_is_back(
+    db_url: str, exchange: SimProcess, db: asyncpg.Connection, receiver: WebhookReceiver
+) -> None:
+    await exchange.configure(failure_rate=1.0)
+    proxy = DbProxy(db_url)
+    await proxy.start()
+    tracker_settings = fast_settings(
+        proxy.dsn, exchange.url, tracker_webhook_url=receiver.url, tracker_poll_interval_s=0.1,
+        tracker_webhook_retry_base_s=0.1, tracker_webhook_retry_cap_s=0.5, db_command_timeout_s=2.0,
+    )  # fmt: skip
+    api = ApiProcess(fast_settings(db_url, exchange.url))  # the API keeps its database
+    # In a thread: the proxy lives on this event loop and must keep serving meanwhile.
+    tracker = await asyncio.to_thread(TrackerProcess, tracker_settings)
+    try:
+        await proxy.cut()
+        ids = await _post(api.url, 10)
+        await eventually(
+            lambda: db.fetchval("SELECT count(*) FROM orders WHERE status = 'FAILURE'"),
+            lambda n: n == 10,
+            timeout_s=60,
+        )
+        assert tracker.reported() == []
+        await proxy.start()
+        await eventually(
+            lambda: asyncio.sleep(0, sorted(tracker.reported())), lambda r: r == sorted(ids)
+        )
+        await eventually(
+            lambda: asyncio.sleep(0, receiver.order_ids()), lambda c: set(c) == set(ids)
+        )
+        assert all(n == 1 for n in receiver.order_ids().values())
+    finally:
+        tracker.stop()
+        api.stop()
+        await proxy.cut()
