@@ -56,9 +56,15 @@ async def _run(count: int, concurrency: int, one: Callable[[], Awaitable[None]])
     return count / (time.perf_counter() - started)
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """As in the service's pool: no reset query (one round trip) between two uses."""
+
+
 async def baseline(dsn: str, count: int, concurrency: int) -> float:
     connections = min(concurrency, 50)  # PostgreSQL's max_connections is 100 by default
-    async with asyncpg.create_pool(dsn, min_size=connections, max_size=connections) as pool:
+    async with asyncpg.create_pool(
+        dsn, min_size=connections, max_size=connections, reset=_no_reset
+    ) as pool:
         await pool.execute(BASELINE_TABLE)
 
         async def one() -> None:
@@ -88,7 +94,11 @@ async def main(count: int, concurrency: int, latency_ms: int) -> None:
     dsn = await fresh_database(server, BENCH_DB)
     pg_rate = await baseline(dsn, count, concurrency)
     dsn = await fresh_database(server, BENCH_DB)
-    env = {"EXCHANGE_SIM_LATENCY_MS": str(latency_ms), "EXCHANGE_SIM_FAILURE_RATE": "0"}
+    env = {
+        "EXCHANGE_SIM_LATENCY_MS": str(latency_ms),
+        "EXCHANGE_SIM_FAILURE_RATE": "0",
+        "EXCHANGE_SIM_LIFECYCLE": "false",  # fills and their stream are not what is measured
+    }
     with SimProcess.start(env) as sim:
         api = ApiProcess(Settings(database_url=dsn, exchange_url=sim.url, log_level="WARNING"))
         try:
