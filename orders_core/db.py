@@ -20,9 +20,13 @@ DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutErro
 EMBEDDED_PGDATA = Path(".data/pg")
 
 if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
     Pool = asyncpg.Pool[asyncpg.Record]
+    PooledConnection = PoolConnectionProxy[asyncpg.Record]
 else:  # asyncpg's classes are generic only in its stubs
     Pool = asyncpg.Pool
+    PooledConnection = asyncpg.pool.PoolConnectionProxy
 
 
 def database_url(settings: Settings) -> str:

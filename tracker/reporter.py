@@ -93,20 +93,25 @@ class Reporter:
 
     async def cycle(self) -> None:
         """Report everything new, then deliver what the webhook is owed."""
-        deliver = self._webhook is not None
-        while len(rows := await store.report_failures(self._pool, MARGIN_S, BATCH, deliver)):
-            self._log_reports("failure", rows)
-            if len(rows) < BATCH:
-                break
-        stuck_after = self._settings.tracker_stuck_after_s
-        while len(
-            rows := await store.report_stuck(self._pool, MARGIN_S, BATCH, deliver, stuck_after)
-        ):
-            self._log_reports("stuck", rows)
-            if len(rows) < BATCH:
-                break
+        while await self._report_batch("failure") == BATCH:
+            pass
+        while await self._report_batch("stuck") == BATCH:
+            pass
         if self._webhook is not None:
             await self._deliver(self._webhook)
+
+    async def _report_batch(self, kind: str) -> int:
+        """Claim and log one batch; the claim commits after the log lines are written, so a
+        crash in between reports those orders again rather than never."""
+        deliver = self._webhook is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            if kind == "failure":
+                rows = await store.report_failures(conn, MARGIN_S, BATCH, deliver)
+            else:
+                stuck_after = self._settings.tracker_stuck_after_s
+                rows = await store.report_stuck(conn, MARGIN_S, BATCH, deliver, stuck_after)
+            self._log_reports(kind, rows)
+        return len(rows)
 
     def _log_reports(self, kind: str, rows: list[asyncpg.Record]) -> None:
         for row in rows:

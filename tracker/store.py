@@ -4,7 +4,8 @@ Reporting walks a watermark (tracker_watermarks) instead of rescanning: each sca
 before the latest order reported (a row may commit a moment after its timestamp was taken) and
 skips orders already in tracker_reports. Claiming a report is an INSERT ... ON CONFLICT DO NOTHING
 on (order_id, kind): whoever inserts the row reports the order, so it is reported exactly once
-across restarts and between two trackers.
+across restarts and between two trackers. The claim commits only after the report is logged: a
+crash in between leaves the order unclaimed, to be reported again, never lost.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from orders_core.db import Pool
+from orders_core.db import Pool, PooledConnection
 
 FAILURE_COLUMNS = (
     "o.id, o.instrument, o.side, o.type, o.quantity, o.created_at, o.failed_at, o.attempts, "
@@ -89,17 +90,17 @@ SELECT o.id, o.instrument, o.side, o.type, o.quantity, o.created_at, o.attempts,
 
 
 async def report_failures(
-    pool: Pool, margin_s: float, limit: int, deliver: bool
+    conn: PooledConnection, margin_s: float, limit: int, deliver: bool
 ) -> list[asyncpg.Record]:
     """Claim up to `limit` failures nobody reported yet; the claimed rows, oldest first."""
-    return await pool.fetch(REPORT_FAILURES, margin_s, limit, deliver)
+    return await conn.fetch(REPORT_FAILURES, margin_s, limit, deliver)
 
 
 async def report_stuck(
-    pool: Pool, margin_s: float, limit: int, deliver: bool, stuck_after_s: float
+    conn: PooledConnection, margin_s: float, limit: int, deliver: bool, stuck_after_s: float
 ) -> list[asyncpg.Record]:
     """Claim up to `limit` orders IN PROGRESS for longer than `stuck_after_s`, not yet reported."""
-    return await pool.fetch(REPORT_STUCK, margin_s, limit, deliver, stuck_after_s)
+    return await conn.fetch(REPORT_STUCK, margin_s, limit, deliver, stuck_after_s)
 
 
 async def due_deliveries(pool: Pool, limit: int) -> list[asyncpg.Record]:
