@@ -23,6 +23,7 @@ COPY orders_api/ orders_api/
 COPY exchange_listener/ exchange_listener/
 COPY exchange_sim/ exchange_sim/
 COPY tracker/ tracker/
+COPY orders_ops/ orders_ops/
 # A regular (not editable) install: the runtime stage needs no source tree.
 RUN /opt/venv/bin/pip install --no-deps -c constraints.txt .
 

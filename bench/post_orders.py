@@ -27,7 +27,7 @@ import psutil
 
 from bench.common import fresh_database
 from orders_core.db import database_url
-from orders_core.settings import Settings
+from tests.helpers import SystemSettings
 from tests.procs import ApiProcess
 from tests.sim import SimProcess
 
@@ -90,7 +90,7 @@ def _cpu(pid: int) -> float:
 
 
 async def main(count: int, concurrency: int, latency_ms: int) -> None:
-    server = database_url(Settings())
+    server = database_url(SystemSettings())
     dsn = await fresh_database(server, BENCH_DB)
     pg_rate = await baseline(dsn, count, concurrency)
     dsn = await fresh_database(server, BENCH_DB)
@@ -100,7 +100,9 @@ async def main(count: int, concurrency: int, latency_ms: int) -> None:
         "EXCHANGE_SIM_LIFECYCLE": "false",  # fills and their stream are not what is measured
     }
     with SimProcess.start(env) as sim:
-        api = ApiProcess(Settings(database_url=dsn, exchange_url=sim.url, log_level="WARNING"))
+        api = ApiProcess(
+            SystemSettings(database_url=dsn, exchange_url=sim.url, log_level="WARNING")
+        )
         try:
             await through_api(api.url, min(count, 200), concurrency)  # warm-up
             cpu_before = _cpu(api.proc.pid), _cpu(sim.proc.pid)

@@ -30,7 +30,7 @@ from aiohttp import web
 from bench.common import fresh_database
 from exchange_listener.ingest import Ingestor
 from orders_core.db import database_url
-from orders_core.settings import Settings
+from tests.helpers import SystemSettings
 from tests.sim import free_port
 
 BENCH_DB = "orders_bench_stream"
@@ -100,7 +100,7 @@ def stream_process(events: list[dict[str, Any]]) -> Iterator[str]:
 
 
 async def through_listener(dsn: str, url: str, count: int, batch: int) -> float:
-    settings = Settings(database_url=dsn, exchange_url=url, listener_batch_max=batch)
+    settings = SystemSettings(database_url=dsn, exchange_url=url, listener_batch_max=batch)
     conn, probe = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     async with aiohttp.ClientSession() as http:
         started = time.perf_counter()
@@ -138,7 +138,7 @@ async def raw_copy(dsn: str, events: list[dict[str, Any]]) -> float:
 
 
 async def main(count: int, batch: int) -> None:
-    server = database_url(Settings())
+    server = database_url(SystemSettings())
     events = synthetic(count)
     with stream_process(events) as url:
         dsn = await fresh_database(server, BENCH_DB)

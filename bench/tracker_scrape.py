@@ -23,7 +23,7 @@ import asyncpg
 
 from bench.common import fresh_database
 from orders_core.db import database_url
-from orders_core.settings import Settings
+from tests.helpers import SystemSettings
 from tests.procs import TrackerProcess
 from tracker.system_metrics import SNAPSHOT
 
@@ -62,10 +62,10 @@ async def _prepare(server: str, orders: int) -> str:
 
 
 async def main(orders: int, scrapes: int) -> None:
-    server = database_url(Settings())
+    server = database_url(SystemSettings())
     print(f"filling {orders:,} orders ...", flush=True)
     dsn = await _prepare(server, orders)
-    tracker = TrackerProcess(Settings(database_url=dsn))
+    tracker = TrackerProcess(SystemSettings(database_url=dsn))
     try:
         conn = await asyncpg.connect(dsn)
         async with aiohttp.ClientSession() as http:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from exchange_listener.app import create_app
+from exchange_listener.settings import ListenerSettings
 from orders_core.logs import setup_logging
-from orders_core.settings import Settings
 from orders_core.web import serve
 
 
 def main() -> None:
-    settings = Settings()
+    settings = ListenerSettings()
     setup_logging(settings.log_level)
     serve(create_app(settings), "exchange-listener", settings.bind_host, settings.listener_port)
 

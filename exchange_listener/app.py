@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,29 +9,27 @@ from aiohttp import web
 
 from exchange_listener.keys import HTTP, POOL, SETTINGS
 from exchange_listener.leader import lead_forever
+from exchange_listener.settings import ListenerSettings
 from orders_core.db import database_url
-from orders_core.settings import Settings
 from orders_core.web import (
     live,
     metrics_handler,
     pool_context,
     ready_handler,
     request_context,
+    running,
 )
 
 
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = aiohttp.ClientSession()
     dsn = database_url(app[SETTINGS])
-    task = asyncio.create_task(lead_forever(dsn, app[HTTP], app[SETTINGS]), name="ingest")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(lead_forever(dsn, app[HTTP], app[SETTINGS]), "ingest"):
+        yield
     await app[HTTP].close()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: ListenerSettings) -> web.Application:
     app = web.Application(middlewares=[request_context])
     app[SETTINGS] = settings
     # The pool serves /health/ready; the leader writes on a connection of its own.

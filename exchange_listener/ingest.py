@@ -18,7 +18,8 @@ from websockets.exceptions import WebSocketException
 
 from exchange_listener import metrics, store
 from exchange_listener.sequencer import Sequencer
-from orders_core.settings import Settings
+from exchange_listener.settings import ListenerSettings
+from orders_core.backoff import backoff_s
 from orders_core.wire import (
     STREAM_MESSAGE,
     ChangedOrders,
@@ -56,7 +57,9 @@ class Batch:
 
 
 class Ingestor:
-    def __init__(self, conn: asyncpg.Connection, http: aiohttp.ClientSession, settings: Settings):
+    def __init__(
+        self, conn: asyncpg.Connection, http: aiohttp.ClientSession, settings: ListenerSettings
+    ):
         self._conn = conn
         self._http = http
         self._settings = settings
@@ -86,7 +89,7 @@ class Ingestor:
     def _backoff(self, failures: int) -> float:
         """Jittered, with a floor: a peer that accepts then drops must not cause a tight loop."""
         low, high = self._settings.listener_reconnect_min_s, self._settings.listener_reconnect_max_s
-        return low + self._rng.uniform(0, min(high, low * 2**failures))
+        return backoff_s(failures + 1, low, high, self._rng, floor_s=low)
 
     async def _follow(self, position: store.Position) -> bool:
         """One connection; returns whether any event arrived before it ended."""

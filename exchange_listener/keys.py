@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from exchange_listener.settings import ListenerSettings
 from orders_core.db import Pool
-from orders_core.settings import Settings
 
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey("settings", ListenerSettings)
 POOL = web.AppKey("pool", Pool)
 HTTP = web.AppKey("http", aiohttp.ClientSession)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from orders_api.app import create_app
+from orders_api.settings import ApiSettings
 from orders_core.logs import setup_logging
-from orders_core.settings import Settings
 from orders_core.web import serve
 
 
 def main() -> None:
-    settings = Settings()
+    settings = ApiSettings()
     setup_logging(settings.log_level)
     serve(create_app(settings), "orders-api", settings.bind_host, settings.orders_api_port)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -17,14 +15,14 @@ from orders_api.policy import Policy
 from orders_api.requests import MAX_BODY_BYTES
 from orders_api.retrier import Retrier
 from orders_api.routes import setup_routes
+from orders_api.settings import ApiSettings
 from orders_core.exchange import ExchangeClient, new_session
-from orders_core.settings import Settings
-from orders_core.web import pool_context, request_context
+from orders_core.web import pool_context, request_context, running
 
 
 async def _exchange(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[HTTP] = new_session(settings)
+    app[HTTP] = new_session(settings.exchange_max_connections)
     client = ExchangeClient(app[HTTP], settings.exchange_url, settings.placement_timeout_s)
     app[PLACER] = Placer(app[POOL], client, Policy.from_settings(settings), app[INSTANCE])
     yield
@@ -45,16 +43,13 @@ async def _retries(app: web.Application) -> AsyncIterator[None]:
         settings.sweep_interval_s,
         settings.retry_concurrency,
     )
-    sweeper = asyncio.create_task(retrier.run(), name="retry-sweep")
-    yield
-    sweeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sweeper
+    async with running(retrier.run(), "retry-sweep"):
+        yield
     await scheduler.close()
     await retrier.release()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: ApiSettings) -> web.Application:
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[INSTANCE] = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"

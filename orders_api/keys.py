@@ -8,10 +8,10 @@ from aiohttp import web
 
 from orders_api.placement import Placer
 from orders_api.retrier import Retrier
+from orders_api.settings import ApiSettings
 from orders_core.db import Pool
-from orders_core.settings import Settings
 
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey("settings", ApiSettings)
 POOL = web.AppKey("pool", Pool)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 PLACER = web.AppKey("placer", Placer)

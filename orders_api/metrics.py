@@ -5,7 +5,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 from orders_core.domain import OrderStatus
-from orders_core.exchange import METRIC_OUTCOMES, Found
+from orders_core.exchange import Found, Placed, PlaceResult
+
+# The `outcome` label of orders_placement_attempts_total: what dashboards read as the exchange's
+# error ratio is (unavailable + unknown) / all.
+ATTEMPT_OUTCOMES = ("accepted", "rejected", "unavailable", "unknown")
 
 ORDERS_CREATED = Counter("orders_created_total", "Orders accepted and stored by the API")
 PLACEMENT_ATTEMPTS = Counter(
@@ -31,9 +35,21 @@ SWEEP_ERRORS = Counter(
     "orders_retry_sweep_errors_total", "Sweeps for due retries that failed (database unreachable)"
 )
 
-for _outcome in METRIC_OUTCOMES:
+for _outcome in ATTEMPT_OUTCOMES:
     PLACEMENT_ATTEMPTS.labels(_outcome)
 for _found in Found:
     PLACEMENT_LOOKUPS.labels(_found.value)
 for _status in (OrderStatus.SUCCESS, OrderStatus.FAILURE):
     FINISHED.labels(_status.value)
+
+
+def attempt_outcome(result: PlaceResult) -> str:
+    """accepted (booked or held), rejected (400), unavailable (503 or 408: said so, nothing
+    booked), unknown (timeout, broken connection, other answers)."""
+    if result.outcome is Placed.ACCEPTED:
+        return "accepted"
+    if result.outcome is Placed.REJECTED:
+        return "rejected"
+    if result.outcome is Placed.EXPIRED or result.http_status == 503:
+        return "unavailable"
+    return "unknown"

@@ -7,35 +7,28 @@ import html
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from orders_core.web import Handler
+from orders_core.params import TypedHandler, declared, parameters
 
 Mode = Literal["validation", "serialization"]
 
 
 @dataclass(frozen=True)
-class Param:
-    name: str
-    where: Literal["path", "query", "header"]
-    description: str
-    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
-    required: bool = False
-
-
-@dataclass(frozen=True)
 class Endpoint:
+    """One route. Its parameters are those its handler's signature declares (orders_core.params):
+    the router parses with the same models that this document describes."""
+
     method: str
     path: str
-    handler: Handler
+    handler: TypedHandler
     summary: str
     responses: dict[int, tuple[type[BaseModel] | None, str]]
     body: type[BaseModel] | None = None
-    params: tuple[Param, ...] = ()
     media_type: str = "application/json"
 
 
@@ -62,17 +55,9 @@ def build(endpoints: list[Endpoint], title: str, version: str) -> dict[str, Any]
 def _operation(e: Endpoint, refs: Mapping[tuple[Any, Mode], Any]) -> dict[str, Any]:
     operation_id = re.sub(r"\W+", "_", f"{e.method} {e.path}").strip("_").lower()
     op: dict[str, Any] = {"summary": e.summary, "operationId": operation_id}
-    if e.params:
-        op["parameters"] = [
-            {
-                "name": p.name,
-                "in": p.where,
-                "required": p.required or p.where == "path",
-                "description": p.description,
-                "schema": p.schema,
-            }
-            for p in e.params
-        ]
+    params = parameters(declared(e.handler))
+    if params:
+        op["parameters"] = params
     if e.body is not None:
         content = {"application/json": {"schema": refs[(e.body, "validation")]}}
         op["requestBody"] = {"required": True, "content": content}

@@ -19,10 +19,14 @@ from orders_api import metrics, store
 from orders_api.policy import Policy, after_lookup, after_placement, utcnow
 from orders_core.db import DB_ERRORS, Pool
 from orders_core.domain import OrderStatus
+from orders_core.errors import InternalError
 from orders_core.exchange import ExchangeClient, PlaceResult
 from orders_core.wire import PlaceOrderRequest
 
 log = logging.getLogger(__name__)
+
+# The one 5xx an order's creation may answer (SPEC §2); the cause goes to the log.
+PLACEMENT_FAILED = "Internal server error while placing the order"
 
 
 class Placer:
@@ -33,22 +37,30 @@ class Placer:
         self._owner = owner
         self._rng = random.Random()
 
-    async def place_new(self, order: store.NewOrder) -> asyncpg.Record | None:
-        """Store the order, try the exchange once; the row as it stands, None if the key is taken.
+    async def place_new(self, order: store.NewOrder) -> asyncpg.Record:
+        """Store the order and try the exchange once: the row as it stands. When the order's
+        Idempotency-Key is taken, the row of the order that holds it, untouched.
 
-        Raises a database error only when the order could not be stored.
+        Raises InternalError (PLACEMENT_FAILED) when the order could not be stored.
         """
         deadline = self._policy.deadline(utcnow())
-        row = await store.insert(
-            self._pool,
-            order,
-            deadline,
-            self._policy.settled(deadline),
-            self._owner,
-            self._policy.lease_s,
-        )
-        if row is None:
-            return None
+        try:
+            row = await store.insert(
+                self._pool,
+                order,
+                deadline,
+                self._policy.settled(deadline),
+                self._owner,
+                self._policy.lease_s,
+            )
+            if row is None and order.idempotency_key is not None:
+                row = await store.by_key(self._pool, order.idempotency_key)
+        except DB_ERRORS as exc:
+            raise InternalError(PLACEMENT_FAILED) from exc
+        if row is None:  # the key's order vanished: nothing deletes orders, so this is a bug
+            raise InternalError(PLACEMENT_FAILED)
+        if row["id"] != order.id:
+            return row
         metrics.ORDERS_CREATED.inc()
         result = await self._send(row, deadline)
         outcome = after_placement(result, 1, deadline, self._policy, utcnow(), self._rng)
@@ -118,7 +130,7 @@ class Placer:
             valid_until=deadline,
         )
         result = await self._exchange.place(request)
-        metrics.PLACEMENT_ATTEMPTS.labels(result.metric_outcome).inc()
+        metrics.PLACEMENT_ATTEMPTS.labels(metrics.attempt_outcome(result)).inc()
         return result
 
     async def _finish(self, order_id: UUID, outcome: store.Outcome) -> asyncpg.Record | None:

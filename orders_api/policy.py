@@ -10,10 +10,11 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from orders_api.settings import ApiSettings
 from orders_api.store import Outcome
+from orders_core.backoff import backoff_s
 from orders_core.domain import OrderStatus
 from orders_core.exchange import Found, LookupResult, Placed, PlaceResult
-from orders_core.settings import Settings
 
 IN_PROGRESS = OrderStatus.IN_PROGRESS
 
@@ -32,7 +33,7 @@ class Policy:
     lease_s: float
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
+    def from_settings(cls, settings: ApiSettings) -> Policy:
         return cls(
             timeout_s=settings.placement_timeout_s,
             base_s=settings.retry_base_s,
@@ -52,8 +53,7 @@ class Policy:
 
     def backoff(self, attempts: int, rng: random.Random) -> timedelta:
         """Exponential backoff with full jitter after `attempts` attempts."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** max(attempts - 1, 0))
-        return timedelta(seconds=rng.uniform(0, ceiling))
+        return timedelta(seconds=backoff_s(attempts, self.base_s, self.cap_s, rng))
 
 
 def after_placement(

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from orders_api import handlers
 from orders_api.keys import POOL
-from orders_api.openapi import Endpoint, Param, build, render_docs
+from orders_api.openapi import Endpoint, build, render_docs
 from orders_api.schemas import (
     CreateOrderModel,
     ErrorModel,
@@ -15,31 +15,11 @@ from orders_api.schemas import (
     OrderModel,
     OrdersPage,
 )
-from orders_core.domain import OrderStatus
+from orders_core.params import typed
 from orders_core.web import live, metrics_handler, ready_handler
 
 TITLE = "Orders API"
 VERSION = "1.0.0"
-IDEMPOTENCY = Param(
-    "Idempotency-Key",
-    "header",
-    "1..255 visible ASCII characters; a repeat with the same body returns the same order",
-    {"type": "string", "pattern": "^[!-~]{1,255}$"},
-)
-STATUS = Param(
-    "status",
-    "query",
-    "only orders in this placement status",
-    {"type": "string", "enum": [s.value for s in OrderStatus]},
-)
-LIMIT = Param(
-    "limit",
-    "query",
-    "page size",
-    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-)
-AFTER = Param("after", "query", "the `next` cursor of the previous page")
-ORDER_ID = Param("id", "path", "the order's id (UUID)", {"type": "string", "format": "uuid"})
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -66,7 +46,6 @@ ENDPOINTS = [
             500: (ErrorModel, "the database failed while storing the order"),
         },
         body=CreateOrderModel,
-        params=(IDEMPOTENCY,),
     ),
     Endpoint(
         "GET",
@@ -74,7 +53,6 @@ ENDPOINTS = [
         handlers.list_orders,
         "List orders, newest first",
         {200: (OrdersPage, "one page"), 400: (ErrorModel, "bad query parameter")},
-        params=(STATUS, LIMIT, AFTER),
     ),
     Endpoint(
         "GET",
@@ -86,7 +64,6 @@ ENDPOINTS = [
             400: (ErrorModel, "id is not a UUID"),
             404: (ErrorModel, "no such order"),
         },
-        params=(ORDER_ID,),
     ),
     Endpoint(
         "GET",
@@ -98,7 +75,6 @@ ENDPOINTS = [
             400: (ErrorModel, "id is not a UUID"),
             404: (ErrorModel, "no such order"),
         },
-        params=(ORDER_ID,),
     ),
     Endpoint("GET", "/health/live", live, "The process is up", {200: (HealthModel, "alive")}),
     Endpoint(
@@ -133,4 +109,4 @@ DOCS = render_docs(SPEC)
 
 def setup_routes(app: web.Application) -> None:
     for endpoint in ENDPOINTS:
-        app.router.add_route(endpoint.method, endpoint.path, endpoint.handler)
+        app.router.add_route(endpoint.method, endpoint.path, typed(endpoint.handler))

@@ -8,7 +8,6 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,24 +17,16 @@ from pydantic import (
     field_validator,
 )
 
-from orders_core.domain import MAX_QUANTITY, OrderStatus, OrderType, Side, isin_check_digit_ok
+from orders_core.domain import (
+    MAX_QUANTITY,
+    IdempotencyKey,
+    Isin,
+    OrderStatus,
+    OrderType,
+    Side,
+)
+from orders_core.params import PageQuery, Params
 
-
-def _check_isin(value: str) -> str:
-    if not isin_check_digit_ok(value):
-        raise ValueError("instrument must be an ISIN (ISO 6166) with a matching check digit")
-    return value
-
-
-Isin = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$",
-        examples=["US0378331005"],
-        description="ISIN: 2 letters, 9 letters or digits, 1 check digit (ISO 6166)",
-    ),
-    AfterValidator(_check_isin),
-]
 Price = Annotated[
     Decimal,
     Field(
@@ -136,3 +127,19 @@ class ErrorModel(BaseModel):
 class HealthModel(BaseModel):
     status: str
     message: str | None = None
+
+
+class OrderPath(Params):
+    id: UUID = Field(description="the order's id (UUID)")
+
+
+class OrdersQuery(PageQuery):
+    status: OrderStatus | None = Field(
+        default=None, description="only orders in this placement status"
+    )
+
+
+class CreateOrderHeaders(Params):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    idempotency_key: IdempotencyKey | None = Field(default=None, alias="Idempotency-Key")

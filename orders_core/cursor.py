@@ -30,9 +30,10 @@ def decode(cursor: str) -> Position:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, row_id = json.loads(raw)
-        position = datetime.fromisoformat(at), uuid.UUID(row_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
+        at = datetime.fromisoformat(at)
+        if at.tzinfo is None:
+            raise CursorError(BAD_CURSOR)
+        # In UTC, or not at all: an offset that moves it past year 1 or 9999 is no position.
+        return at.astimezone(UTC), uuid.UUID(row_id)
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error) as exc:
         raise CursorError(BAD_CURSOR) from exc
-    if position[0].tzinfo is None:
-        raise CursorError(BAD_CURSOR)
-    return position

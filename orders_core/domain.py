@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 
 class OrderStatus(StrEnum):
@@ -43,6 +46,37 @@ def isin_check_digit_ok(isin: str) -> bool:
             d -= 9 if d > 9 else 0
         total += d
     return total % 10 == 0
+
+
+ISIN_PATTERN = r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$"
+
+
+def _check_isin(value: str) -> str:
+    if not isin_check_digit_ok(value):
+        raise ValueError("instrument must be an ISIN (ISO 6166) with a matching check digit")
+    return value
+
+
+Isin = Annotated[
+    str,
+    Field(
+        pattern=ISIN_PATTERN,
+        examples=["US0378331005"],
+        description="ISIN: 2 letters, 9 letters or digits, 1 check digit (ISO 6166)",
+    ),
+    AfterValidator(_check_isin),
+]
+
+# Idempotency-Key (SPEC §2): 1..255 visible ASCII characters. migrations/0001 mirrors it in SQL.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
+IdempotencyKey = Annotated[
+    str,
+    Field(
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="1..255 visible ASCII characters; a repeat with the same body returns the "
+        "same order",
+    ),
+]
 
 
 # The exchange's view of an order (SPEC §3): statuses only move forward.

@@ -12,7 +12,6 @@ from enum import StrEnum
 import aiohttp
 from pydantic import ValidationError
 
-from orders_core.settings import Settings
 from orders_core.wire import ExchangeError, ExchangeOrder, PlaceOrderRequest
 
 
@@ -29,15 +28,11 @@ class Found(StrEnum):
     ERROR = "error"
 
 
-# The `outcome` label of orders_placement_attempts_total for each answer.
-METRIC_OUTCOMES = ("accepted", "rejected", "unavailable", "unknown")
-
-
 @dataclass(frozen=True)
 class PlaceResult:
     outcome: Placed
-    metric_outcome: str
     detail: str
+    http_status: int | None = None  # None: no answer (timeout, broken connection)
     exchange_order_id: str | None = None
 
 
@@ -48,11 +43,9 @@ class LookupResult:
     order: ExchangeOrder | None = None
 
 
-def new_session(settings: Settings) -> aiohttp.ClientSession:
+def new_session(max_connections: int) -> aiohttp.ClientSession:
     """One session per process, its pool sized for a slow venue (the default of 100 throttles)."""
-    connector = aiohttp.TCPConnector(
-        limit=settings.exchange_max_connections, limit_per_host=0, keepalive_timeout=30
-    )
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=30)
     return aiohttp.ClientSession(connector=connector, raise_for_status=False)
 
 
@@ -72,9 +65,9 @@ class ExchangeClient:
             ) as resp:
                 return _classify_placement(resp.status, await resp.read())
         except TimeoutError:
-            return PlaceResult(Placed.UNKNOWN, "unknown", "exchange timed out")
+            return PlaceResult(Placed.UNKNOWN, "exchange timed out")
         except (aiohttp.ClientError, OSError) as exc:
-            return PlaceResult(Placed.UNKNOWN, "unknown", f"exchange connection error: {exc!r}")
+            return PlaceResult(Placed.UNKNOWN, f"exchange connection error: {exc!r}")
 
     async def lookup(self, client_order_id: str) -> LookupResult:
         url = f"{self._base}/v1/orders/{client_order_id}"
@@ -100,15 +93,13 @@ def _classify_placement(status: int, raw: bytes) -> PlaceResult:
         try:
             order = ExchangeOrder.model_validate_json(raw)
         except ValidationError:
-            return PlaceResult(Placed.UNKNOWN, "unknown", f"{detail}: unreadable order body")
-        return PlaceResult(Placed.ACCEPTED, "accepted", detail, order.exchange_order_id)
+            return PlaceResult(Placed.UNKNOWN, f"{detail}: unreadable order body", status)
+        return PlaceResult(Placed.ACCEPTED, detail, status, order.exchange_order_id)
     if status == 408:
-        return PlaceResult(Placed.EXPIRED, "unavailable", detail)
+        return PlaceResult(Placed.EXPIRED, detail, status)
     if status == 400:
-        return PlaceResult(Placed.REJECTED, "rejected", detail)
-    if status == 503:
-        return PlaceResult(Placed.UNKNOWN, "unavailable", detail)
-    return PlaceResult(Placed.UNKNOWN, "unknown", detail)
+        return PlaceResult(Placed.REJECTED, detail, status)
+    return PlaceResult(Placed.UNKNOWN, detail, status)
 
 
 def _describe(status: int, raw: bytes) -> str:

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import uvloop
 from aiohttp import web
@@ -14,11 +17,13 @@ from prometheus_client import REGISTRY, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from orders_core.db import DB_ERRORS, Pool, create_pool, database_url
+from orders_core.errors import ApiError
 from orders_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+S = TypeVar("S", bound=Settings)
 REQUEST_ID = web.RequestKey("request_id", str)
 
 HTTP_DURATION = Histogram(
@@ -27,10 +32,6 @@ HTTP_DURATION = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-
-
-def json_error(status: int, message: str, **extra: object) -> web.Response:
-    return web.json_response({"message": message, **extra}, status=status)
 
 
 def _route(request: web.Request) -> str:
@@ -57,22 +58,28 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def _as_json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place an error becomes an answer: every error is `{"message"[, "errors"]}`."""
+    request_id = request[REQUEST_ID]
     try:
         return await handler(request)
-    except web.HTTPException as exc:
+    except ApiError as exc:
+        if exc.status >= 500:
+            cause = exc.__cause__ or exc
+            log.error("%s", exc.message, exc_info=cause, extra={"request_id": request_id})
+        return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
+    except web.HTTPException as exc:  # the router's own 404/405, the body limit's 413
         if exc.status < 400:
             raise
-        response = json_error(exc.status, exc.reason)
-        for name in ("Allow",):
-            if name in exc.headers:
-                response.headers[name] = exc.headers[name]
-        return response
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return web.json_response({"message": exc.reason}, status=exc.status, headers=headers)
     except DB_ERRORS:
-        log.exception("database unavailable", extra={"request_id": request[REQUEST_ID]})
-        return json_error(503, "Service unavailable: database unreachable")
+        log.exception("database unavailable", extra={"request_id": request_id})
+        return web.json_response(
+            {"message": "Service unavailable: database unreachable"}, status=503
+        )
     except Exception:
-        log.exception("unhandled error", extra={"request_id": request[REQUEST_ID]})
-        return json_error(500, "Internal server error")
+        log.exception("unhandled error", extra={"request_id": request_id})
+        return web.json_response({"message": "Internal server error"}, status=500)
 
 
 async def live(_: web.Request) -> web.Response:
@@ -96,7 +103,7 @@ def ready_handler(pool_of: Callable[[web.Request], Pool]) -> Handler:
 
 
 def pool_context(
-    settings_key: web.AppKey[Settings], pool_key: web.AppKey[Pool], max_size: int | None = None
+    settings_key: web.AppKey[S], pool_key: web.AppKey[Pool], max_size: int | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """A `cleanup_ctx` that opens the service's database pool first and closes it last."""
 
@@ -109,6 +116,19 @@ def pool_context(
         await app[pool_key].close()
 
     return pool
+
+
+@contextlib.asynccontextmanager
+async def running(job: Coroutine[Any, Any, None], name: str) -> AsyncIterator[asyncio.Task[None]]:
+    """A background task owned by an app's `cleanup_ctx`: started on entry, cancelled and awaited
+    on exit (`async with running(loop(), "name"): yield`)."""
+    task = asyncio.create_task(job, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def metrics_handler() -> Handler:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from exchange_sim.config import SimSettings
-from orders_core.settings import Settings
+from tests.helpers import SystemSettings
 from tests.sim import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -83,7 +83,7 @@ def command(service: dict[str, Any]) -> list[str]:
 
 def settings_variables() -> set[str]:
     """Every variable the services' `Settings` read."""
-    return {name.upper() for name in Settings.model_fields}
+    return {name.upper() for name in SystemSettings.model_fields}
 
 
 def sim_variables() -> set[str]:
@@ -104,7 +104,10 @@ def listen_port(service: dict[str, Any]) -> int:
     script = command(service)[0]
     env = environment(service)
     variable = PORT_VARIABLE[script]
-    default = Settings.model_fields[variable.lower()].default
+    if script == "exchange-sim":
+        default = SimSettings.model_fields["port"].default
+    else:
+        default = SystemSettings.model_fields[variable.lower()].default
     return int(env.get(variable, default))
 
 

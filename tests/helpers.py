@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from orders_core.settings import Settings
+from exchange_listener.settings import ListenerSettings
+from orders_api.settings import ApiSettings
+from tracker.settings import TrackerSettings
 
 T = TypeVar("T")
 
@@ -23,7 +25,12 @@ LIMIT = {
 }
 
 
-def fast_settings(db_url: str, exchange_url: str, **overrides: Any) -> Settings:
+class SystemSettings(ApiSettings, ListenerSettings, TrackerSettings):
+    """Every service's settings in one object, for tests that start several services alike
+    (each service reads only its own from the environment)."""
+
+
+def fast_settings(db_url: str, exchange_url: str, **overrides: Any) -> SystemSettings:
     """Settings for tests: the placement rule at test speed, same shape as in production."""
     values: dict[str, Any] = {
         "database_url": db_url,
@@ -38,7 +45,7 @@ def fast_settings(db_url: str, exchange_url: str, **overrides: Any) -> Settings:
         "db_pool_max_size": 10,
     }
     values.update(overrides)
-    return Settings(**values)
+    return SystemSettings(**values)
 
 
 async def eventually(

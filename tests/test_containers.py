@@ -27,8 +27,7 @@ import pytest
 import yaml
 
 from exchange_sim.config import SimSettings
-from orders_core import healthcheck
-from orders_core.settings import Settings
+from orders_ops import healthcheck
 from tests.compose import (
     COMPOSE_FILE,
     DOCKERFILE,
@@ -53,7 +52,7 @@ from tests.compose import (
     sim_variables,
     stages,
 )
-from tests.helpers import MARKET
+from tests.helpers import MARKET, SystemSettings
 from tests.pg import _admin, with_database
 from tests.sim import ROOT, free_port
 
@@ -118,7 +117,7 @@ def test_every_command_is_a_console_script(apps: dict[str, dict[str, Any]]) -> N
     check = runtime.all("HEALTHCHECK")[-1].exec_form()
     assert check is not None, "the image's HEALTHCHECK must be exec form"
     assert check[0] in scripts
-    assert scripts["orders-healthcheck"] == "orders_core.healthcheck:main"
+    assert scripts["orders-healthcheck"] == "orders_ops.healthcheck:main"
 
 
 def test_every_variable_is_one_the_settings_accept(
@@ -134,10 +133,10 @@ def test_every_variable_is_one_the_settings_accept(
             monkeypatch.delenv(variable, raising=False)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        settings = SimSettings() if script == "exchange-sim" else Settings()
+        settings = SimSettings() if script == "exchange-sim" else SystemSettings()
         assert settings.bind_host == "0.0.0.0", name  # reachable from the other containers
         if script != "exchange-sim":
-            assert isinstance(settings, Settings)
+            assert isinstance(settings, SystemSettings)
             assert settings.database_url, f"{name} must not start an embedded PostgreSQL"
             assert settings.exchange_url == "http://exchange-sim:8500", name
     for variable in env_names(runtime_stage()):
@@ -166,7 +165,7 @@ def test_long_running_services_have_healthchecks_on_their_settings_ports(
             monkeypatch.delenv(variable, raising=False)
         for key, value in environment(svc).items():
             monkeypatch.setenv(key, value)
-        url = healthcheck.health_url(script, Settings())
+        url = healthcheck.health_url(script, SystemSettings().bind_host)
         assert url.startswith(f"http://127.0.0.1:{port}/health"), (name, url)
         if script == "exchange-sim":
             assert SimSettings().port == port
@@ -390,18 +389,22 @@ def test_docker_compose_config_accepts_the_file(apps: dict[str, dict[str, Any]])
 # --- orders-healthcheck ------------------------------------------------------------------------
 
 
-def test_healthcheck_finds_the_service_pid_1_runs(tmp_path: Path) -> None:
+def test_healthcheck_finds_the_service_pid_1_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cmdline = tmp_path / "cmdline"
     cmdline.write_bytes(b"/opt/venv/bin/python\0/opt/venv/bin/tracker\0")
     assert healthcheck.container_command(cmdline) == "tracker"
     cmdline.write_bytes(b"/opt/venv/bin/python\0/opt/venv/bin/orders-migrate\0")
     assert healthcheck.container_command(cmdline) is None
     assert healthcheck.container_command(tmp_path / "missing") is None
-    settings = Settings(bind_host="0.0.0.0", tracker_port=9123)
-    assert healthcheck.health_url("tracker", settings) == "http://127.0.0.1:9123/health/ready"
-    assert healthcheck.health_url("exchange-sim", settings) == "http://127.0.0.1:8500/health"
+    monkeypatch.setenv("TRACKER_PORT", "9123")
+    monkeypatch.delenv("EXCHANGE_SIM_PORT", raising=False)
+    url = healthcheck.health_url("tracker", "0.0.0.0")
+    assert url == "http://127.0.0.1:9123/health/ready"
+    assert healthcheck.health_url("exchange-sim", "0.0.0.0") == "http://127.0.0.1:8500/health"
     with pytest.raises(ValueError, match="unknown service"):
-        healthcheck.health_url("orders-migrate", settings)
+        healthcheck.health_url("orders-migrate", "0.0.0.0")
 
 
 def test_healthcheck_fails_when_nothing_answers() -> None:

@@ -14,9 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from orders_core.domain import EXCHANGE_TERMINAL, exchange_status_moves_forward
-from orders_core.settings import Settings
 from tests.api_fixtures import ApiFactory
-from tests.helpers import LIMIT, MARKET, eventually, fast_settings
+from tests.helpers import LIMIT, MARKET, SystemSettings, eventually, fast_settings
 from tests.procs import ListenerProcess
 from tests.sim import SimProcess
 from tests.tcp_proxy import DbProxy
@@ -28,7 +27,7 @@ LIFECYCLE: dict[str, Any] = {"fill_delay_ms": 50, "partial_fill_rate": 0.5, "lim
              "limit_fill_rate": 0.5, "heartbeat_ms": 200}  # fmt: skip
 
 
-def listener_settings(db_url: str, exchange: SimProcess, **overrides: Any) -> Settings:
+def listener_settings(db_url: str, exchange: SimProcess, **overrides: Any) -> SystemSettings:
     return fast_settings(
         db_url, exchange.url, listener_dead_after_s=3.0, listener_gap_timeout_s=1.0,
         listener_reconnect_min_s=0.1, listener_reconnect_max_s=0.5, listener_leader_poll_s=0.2,

@@ -20,7 +20,7 @@ RNG = random.Random(7)
 
 
 def placed(outcome: Placed, order_id: str | None = None) -> PlaceResult:
-    return PlaceResult(outcome, outcome.value, f"detail {outcome.value}", order_id)
+    return PlaceResult(outcome, f"detail {outcome.value}", exchange_order_id=order_id)
 
 
 def test_accepted_is_success_with_the_exchange_id() -> None:

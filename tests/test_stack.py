@@ -34,7 +34,7 @@ async def test_stack_with_embedded_database_serves_an_order_and_stops_cleanly(
         "EXCHANGE_URL": f"http://127.0.0.1:{sim_port}",
     }
     stack = subprocess.Popen(
-        [sys.executable, "-m", "orders_core.stack"],
+        [sys.executable, "-m", "orders_ops.stack"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from orders_core.settings import Settings
+from tests.helpers import SystemSettings
 from tests.procs import ApiProcess, ListenerProcess, TrackerProcess
 from tests.sim import free_port
 
@@ -66,7 +66,7 @@ class Running(Protocol):
 
 # Every service that exports /metrics, as (Prometheus job, how to start it). The conventions test
 # and the real-Prometheus test run over this list: the listener joins with one line here.
-MONITORED: list[tuple[str, Callable[[Settings], Running]]] = [
+MONITORED: list[tuple[str, Callable[[SystemSettings], Running]]] = [
     ("orders-api", ApiProcess),
     ("exchange-listener", ListenerProcess),
     ("tracker", TrackerProcess),

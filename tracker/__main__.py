@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from orders_core.logs import setup_logging
-from orders_core.settings import Settings
 from orders_core.web import serve
 from tracker.app import create_app
+from tracker.settings import TrackerSettings
 
 
 def main() -> None:
-    settings = Settings()
+    settings = TrackerSettings()
     setup_logging(settings.log_level)
     serve(create_app(settings), "tracker", settings.bind_host, settings.tracker_port)
 

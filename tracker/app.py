@@ -3,19 +3,17 @@ pool → HTTP session (webhook) → the reporting loop."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from orders_core.db import database_url
-from orders_core.settings import Settings
-from orders_core.web import pool_context, request_context
+from orders_core.web import pool_context, request_context, running
 from tracker.keys import HTTP, POOL, REPORT_URL, REPORTER, SETTINGS
 from tracker.reporter import Reporter
 from tracker.routes import setup_routes
+from tracker.settings import TrackerSettings
 from tracker.webhook import Webhook
 
 
@@ -34,21 +32,18 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         )
     dsn = database_url(settings)
     app[REPORTER] = reporter = Reporter(app[POOL], dsn, settings, webhook, app[REPORT_URL])
-    task = asyncio.create_task(reporter.run(), name="tracker-reports")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(reporter.run(), "tracker-reports"):
+        yield
     await reporter.close()
 
 
-def report_url(settings: Settings) -> str:
+def report_url(settings: TrackerSettings) -> str:
     """Where a person reads the failure report: TRACKER_REPORT_URL, else the bind address."""
     base = settings.tracker_report_url or f"http://{settings.bind_host}:{settings.tracker_port}"
     return base.rstrip("/") + "/failures"
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: TrackerSettings) -> web.Application:
     app = web.Application(middlewares=[request_context])
     app[SETTINGS] = settings
     app[REPORT_URL] = report_url(settings)

@@ -6,10 +6,10 @@ import aiohttp
 from aiohttp import web
 
 from orders_core.db import Pool
-from orders_core.settings import Settings
 from tracker.reporter import Reporter
+from tracker.settings import TrackerSettings
 
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey("settings", TrackerSettings)
 POOL = web.AppKey("pool", Pool)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 REPORTER = web.AppKey("reporter", Reporter)

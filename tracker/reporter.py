@@ -14,9 +14,10 @@ import logging
 import asyncpg
 
 from orders_core.db import DB_ERRORS, Pool
-from orders_core.settings import Settings
+from orders_core.leader import Leadership
 from tracker import store
 from tracker.metrics import CYCLE_ERRORS, LEADER, REPORTS, WEBHOOK_DELIVERIES
+from tracker.settings import TrackerSettings
 from tracker.webhook import Webhook, report_body, retry_delay
 
 log = logging.getLogger("tracker.reports")
@@ -33,63 +34,40 @@ MESSAGES = {"failure": "order failed", "stuck": "order stuck in progress"}
 
 class Reporter:
     def __init__(
-        self, pool: Pool, dsn: str, settings: Settings, webhook: Webhook | None, report_url: str
+        self,
+        pool: Pool,
+        dsn: str,
+        settings: TrackerSettings,
+        webhook: Webhook | None,
+        report_url: str,
     ) -> None:
         self._pool = pool
-        self._dsn = dsn
         self._settings = settings
         self._webhook = webhook
         self._report_url = report_url
-        self._lock_conn: asyncpg.Connection | None = None
+        self._leadership = Leadership("tracker", dsn, LOCK_KEY, LEADER)
 
     @property
     def leading(self) -> bool:
-        return self._lock_conn is not None and not self._lock_conn.is_closed()
+        return self._leadership.leading
 
     async def run(self) -> None:
         """Forever: lead if possible, then report; survives database outages."""
         while True:
             try:
-                if await self._lead():
+                if await self._leadership.try_lead():
                     await self.cycle()
             except DB_ERRORS as exc:
                 CYCLE_ERRORS.inc()
                 log.warning("report cycle failed: %r", exc)
-                await self._resign()
+                self._leadership.resign()
             except Exception:
                 CYCLE_ERRORS.inc()
                 log.exception("report cycle failed unexpectedly")
             await asyncio.sleep(self._settings.tracker_poll_interval_s)
 
-    async def _lead(self) -> bool:
-        """True while this process holds the lock; checks that its connection is still alive."""
-        if self.leading:
-            assert self._lock_conn is not None
-            await self._lock_conn.fetchval("SELECT 1", timeout=5)
-            return True
-        await self._resign()
-        conn = await asyncpg.connect(self._dsn, timeout=5)
-        try:
-            took = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY, timeout=5)
-        except BaseException:
-            await conn.close()
-            raise
-        if not took:
-            await conn.close()
-            return False
-        self._lock_conn = conn
-        LEADER.set(1)
-        log.info("tracker leads: reporting failures")
-        return True
-
-    async def _resign(self) -> None:
-        conn, self._lock_conn = self._lock_conn, None
-        LEADER.set(0)
-        if conn is not None and not conn.is_closed():
-            conn.terminate()  # the session ends: PostgreSQL releases its lock at once
-
     async def close(self) -> None:
-        await self._resign()
+        self._leadership.resign()
 
     async def cycle(self) -> None:
         """Report everything new, then deliver what the webhook is owed."""

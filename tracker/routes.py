@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from orders_core.params import typed
 from orders_core.web import live, ready_handler
 from tracker import handlers
 from tracker.keys import POOL
@@ -11,7 +12,7 @@ from tracker.keys import POOL
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", handlers.index)
-    app.router.add_get("/failures", handlers.failures)
+    app.router.add_get("/failures", typed(handlers.failures))
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready_handler(lambda r: r.app[POOL]))

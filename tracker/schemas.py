@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from orders_core.domain import Isin
+from orders_core.params import Instant, PageQuery
 
 FAILURE_FIELDS = (
     "id",
@@ -41,3 +45,12 @@ class FailureModel(BaseModel):
 class FailuresPage(BaseModel):
     failures: list[FailureModel]
     next: str | None
+
+
+class FailuresQuery(PageQuery):
+    """`GET /failures`: paging as every listing, plus time and instrument filters."""
+
+    since: Instant | None = Field(default=None, description="failed at or after (ISO 8601)")
+    until: Instant | None = Field(default=None, description="failed before (ISO 8601)")
+    instrument: Isin | None = None
+    format: Literal["json", "csv"] = "json"

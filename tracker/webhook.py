@@ -15,7 +15,8 @@ from uuid import UUID
 import aiohttp
 import asyncpg
 
-from orders_core.settings import Settings
+from orders_core.backoff import backoff_s
+from tracker.settings import TrackerSettings
 
 
 def report_body(kind: str, row: asyncpg.Record, report_url: str) -> dict[str, Any]:
@@ -34,13 +35,14 @@ def idempotency_key(kind: str, order_id: UUID) -> str:
     return f"{kind}:{order_id}"
 
 
-def retry_delay(settings: Settings, attempts: int) -> float:
-    """Seconds before the next try after `attempts` failed ones: half fixed, half jitter."""
-    ceiling: float = min(
-        settings.tracker_webhook_retry_cap_s,
-        settings.tracker_webhook_retry_base_s * 2 ** max(attempts - 1, 0),
+_RNG = random.Random()
+
+
+def retry_delay(settings: TrackerSettings, attempts: int) -> float:
+    """Seconds before the next try after `attempts` failed ones (capped, jittered)."""
+    return backoff_s(
+        attempts, settings.tracker_webhook_retry_base_s, settings.tracker_webhook_retry_cap_s, _RNG
     )
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 class Webhook:

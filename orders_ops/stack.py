@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from urllib.error import URLError
 from urllib.request import urlopen
 
@@ -21,48 +20,12 @@ from orders_core.db import database_url, mask_dsn
 from orders_core.logs import setup_logging
 from orders_core.migrate import migrate
 from orders_core.settings import Settings
+from orders_ops.services import SERVICES, Service
 
 log = logging.getLogger("orders_stack")
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    module: str
-    port: int
-    health: str
-    note: str = ""
-
-
-def services(settings: Settings) -> list[Service]:
-    """In start order; they stop in reverse."""
-    return [
-        Service("exchange-sim", "exchange_sim", settings.exchange_sim_port, "/health"),
-        Service(
-            "exchange-listener",
-            "exchange_listener",
-            settings.listener_port,
-            "/health/ready",
-            "the exchange's status stream into PostgreSQL; metrics at /metrics",
-        ),
-        Service(
-            "tracker",
-            "tracker",
-            settings.tracker_port,
-            "/health/ready",
-            "failures at /failures, a page at /, metrics at /metrics",
-        ),
-        Service(
-            "orders-api",
-            "orders_api",
-            settings.orders_api_port,
-            "/health/ready",
-            "POST /orders, docs at /docs, metrics at /metrics",
-        ),
-    ]
 
 
 def _healthy(url: str) -> bool:
@@ -124,7 +87,7 @@ def main() -> None:
     children: list[tuple[Service, subprocess.Popen[bytes]]] = []
     code = 1
     try:
-        for service in services(settings):
+        for service in SERVICES:
             # Own session: Ctrl-C reaches only this process, which then stops the children in order.
             proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
                 [sys.executable, "-m", service.module], env=env, start_new_session=True
@@ -132,9 +95,11 @@ def main() -> None:
             children.append((service, proc))
             _wait_healthy(service, host, proc)
         print("\norders-stack is up:", flush=True)
-        for service in services(settings):
-            print(f"  {service.name:<14} http://{host}:{service.port}  {service.note}", flush=True)
-        print(f"  {'database':<14} {mask_dsn(dsn)}\nCtrl-C stops everything.\n", flush=True)
+        for service in SERVICES:
+            print(
+                f"  {service.name:<17} http://{host}:{service.port:<5}  {service.note}", flush=True
+            )
+        print(f"  {'database':<17} {mask_dsn(dsn)}\nCtrl-C stops everything.\n", flush=True)
         code = _supervise(children)
     except RuntimeError as exc:
         log.error("%s", exc)

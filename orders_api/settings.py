@@ -1,0 +1,41 @@
+"""The API's settings: the shared base plus the placement rule (SPEC §2, §6)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from orders_core.settings import DEFAULT_EXCHANGE_URL, Settings
+
+
+class ApiSettings(Settings):
+    orders_api_port: int = Field(default=8000, ge=0, le=65535)
+
+    exchange_url: str = DEFAULT_EXCHANGE_URL
+    exchange_max_connections: int = Field(
+        default=2000, ge=1, description="HTTP connection pool size towards the exchange"
+    )
+
+    placement_timeout_s: float = Field(default=2.0, gt=0)
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_cap_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    clock_skew_s: float = Field(
+        default=1.0, ge=0, description="margin past a request's deadline before 'not found' counts"
+    )
+    lease_s: float = Field(default=15.0, gt=0, description="how long a claimed order stays claimed")
+    sweep_interval_s: float = Field(
+        default=1.0, gt=0, description="how often due retries are claimed"
+    )
+    retry_concurrency: int = Field(default=200, ge=1, description="retry jobs run at once")
+
+    @model_validator(mode="after")
+    def _lease_outlives_an_attempt(self) -> Self:
+        # An attempt is a lookup plus a placement, each bounded by the placement timeout; the
+        # lease must outlive both, or another instance could claim an order still in an attempt.
+        if self.lease_s <= 2 * self.placement_timeout_s:
+            raise ValueError("LEASE_S must exceed 2 * PLACEMENT_TIMEOUT_S")
+        if self.retry_cap_s < self.retry_base_s:
+            raise ValueError("RETRY_CAP_S must be >= RETRY_BASE_S")
+        return self

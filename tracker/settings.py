@@ -1,0 +1,23 @@
+"""The tracker's settings: the shared base plus reports and the webhook (SPEC §5, §6)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from orders_core.settings import Settings
+
+
+class TrackerSettings(Settings):
+    tracker_port: int = Field(default=8002, ge=0, le=65535)
+
+    tracker_webhook_url: str | None = None
+    tracker_stuck_after_s: float = Field(default=300.0, gt=0)
+    tracker_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="how often the tracker looks for new failures"
+    )
+    tracker_report_url: str | None = Field(
+        default=None, description="the tracker's public URL for links; unset: its bind address"
+    )
+    tracker_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    tracker_webhook_retry_base_s: float = Field(default=1.0, gt=0)
+    tracker_webhook_retry_cap_s: float = Field(default=300.0, gt=0)
