@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,embedded]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -37,8 +37,8 @@ bench: $(STAMP)
 # Re-pin every package after changing pyproject.toml's dependencies.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet -e '.[dev]'
-	(echo '# Every package of the dev install, pinned (pip freeze). Regenerate with `make lock`.'; \
+	.lock-venv/bin/pip install --quiet -e '.[dev,embedded]'
+	(echo '# Every package of the dev and embedded install, pinned (pip freeze). Regenerate with `make lock`.'; \
 	 .lock-venv/bin/pip freeze --exclude-editable) > constraints.txt
 	rm -rf .lock-venv
 
