@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import warnings
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,18 +32,82 @@ else:  # asyncpg's classes are generic only in its stubs
 
 
 def database_url(settings: Settings) -> str:
-    """DATABASE_URL, else an embedded server (the `pgserver` wheel) in ./.data/pg."""
+    """DATABASE_URL, else an embedded server (the `pgserver` wheel of the `embedded` extra) in
+    ./.data/pg, shared by every process of this checkout that asks for it and stopped when the
+    last of them exits."""
     if settings.database_url:
         return settings.database_url
-    import pgserver  # imported only when needed: it starts a real server
+    try:
+        # Imported only when needed: it starts a real server. Without XDG_RUNTIME_DIR (no login
+        # session: containers, CI, ssh) platformdirs warns, once, while pgserver picks the
+        # directory of its lock file at import, and falls back to a private directory of the
+        # user under /tmp, which serves as well. Only that warning is silenced: the fallback is
+        # no news to whoever runs us, and a warning must not stop a server that works.
+        from platformdirs import RuntimeDirWarning
 
-    EMBEDDED_PGDATA.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(  # type: ignore[attr-defined]
-        EMBEDDED_PGDATA.resolve(), cleanup_mode="stop"
-    )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=RuntimeDirWarning)
+            from pgserver.postgres_server import PostgresServer, get_server
+    except ImportError as exc:
+        raise RuntimeError(
+            "DATABASE_URL is not set and the embedded PostgreSQL is not installed: set "
+            "DATABASE_URL to a PostgreSQL DSN, or install the `embedded` extra "
+            "(pip install -e '.[embedded]'; `make` does)"
+        ) from exc
+
+    pgdata = EMBEDDED_PGDATA.resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    with PostgresServer._lock:  # the lock pgserver starts and stops servers under
+        _forget_stale_state(pgdata)
+    server = get_server(pgdata, cleanup_mode="stop")
     uri: str = server.get_uri()
     log.info("embedded postgresql running", extra={"pgdata": str(EMBEDDED_PGDATA)})
     return uri
+
+
+def _forget_stale_state(pgdata: Path) -> None:
+    """Undo what a process killed without cleaning up leaves in ./.data/pg for pgserver to trust.
+
+    pgserver lists the processes using the server in .handle_pids.json and stops the server when
+    the last of them exits: a killed one stays listed, and the server would never stop. And it
+    takes any process with the pid of postmaster.pid for the server, though a killed postmaster
+    lingers as a zombie while nobody reaps it (a container's init may never), and after a restart
+    its pid may be anything's: it would hand out a dead socket, and postgres refuses to start
+    while the pid "exists"."""
+    from pgserver.utils import DiskList
+
+    handles = DiskList(pgdata / ".handle_pids.json")
+    with suppress(ValueError, OSError):  # unreadable: pgserver fails on it the same way
+        listed = handles.get()  # [] without the file (and initdb wants pgdata empty)
+        if (alive := [pid for pid in listed if not _gone(pid)]) != listed:
+            handles.put(alive)
+    postmaster_pid = pgdata / "postmaster.pid"
+    with suppress(FileNotFoundError, ValueError, IndexError):  # none, or not pgserver's to judge
+        # pid, data directory, start time, port, socket directory, ...
+        pid, _, _, port, socket_dir = postmaster_pid.read_text().splitlines()[:5]
+        if _gone(int(pid), name="postgres"):
+            # The socket's lock file names the postmaster too, and postgres checks it as well.
+            socket_lock = Path(socket_dir) / f".s.PGSQL.{port}.lock"
+            with suppress(FileNotFoundError):
+                if socket_lock.read_text().splitlines()[:1] == [pid]:
+                    socket_lock.unlink()
+            postmaster_pid.unlink()
+
+
+def _gone(pid: int, name: str | None = None) -> bool:
+    """No process `pid` runs (a zombie has exited, only its reaping is due), or it is not `name`.
+    Not ours to look at: it runs."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        return name is not None and process.name() != name
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 def mask_dsn(dsn: str) -> str:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from orders_core.db import database_url
 from orders_core.migrate import migrate
 from orders_core.settings import Settings
 
@@ -21,14 +22,16 @@ def with_database(dsn: str, name: str) -> str:
 
 
 def _server_dsn() -> str:
+    """DATABASE_URL, else the embedded server, in CI too: it is never a missing tool (CI=true
+    turns a missing tool into a failure), it comes with `make`'s install. The last process using
+    it stops it, at exit (pgserver's cleanup_mode "stop"): here, the end of the test run."""
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but DATABASE_URL is not set: the suite needs a real PostgreSQL")
-    from orders_core.db import database_url
-
-    return database_url(Settings(database_url=None))
+    try:
+        return database_url(Settings(database_url=None))
+    except RuntimeError as exc:  # the `embedded` extra is not installed
+        pytest.fail(str(exc))
 
 
 async def _admin(dsn: str, *statements: str) -> None:
