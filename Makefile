@@ -17,9 +17,11 @@ run: $(STAMP)
 
 test: lint typecheck pytest
 
+# ruff, then the import rules of SPEC section 1 (contracts in .importlinter).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
