@@ -27,6 +27,21 @@ log = logging.getLogger(__name__)
 
 # The one 5xx an order's creation may answer (SPEC §2); the cause goes to the log.
 PLACEMENT_FAILED = "Internal server error while placing the order"
+# Tries to find out whether an insert whose connection broke was stored (each bounded by the
+# pool's acquire and statement timeouts).
+STORE_CHECKS = 3
+
+
+class _StoreUnknown(Exception):
+    """The insert's connection failed before its answer came: it may or may not have committed."""
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the server answered the statement with an error (so it did not commit), rather
+    than the session ending under it: a lost connection (SQLSTATE class 08) or an operator or
+    crash shutdown (57P) may have come after the commit."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and not sqlstate.startswith(("08", "57P"))
 
 
 class Placer:
@@ -41,32 +56,24 @@ class Placer:
         """Store the order and try the exchange once: the row as it stands. When the order's
         Idempotency-Key is taken, the row of the order that holds it, untouched.
 
-        Raises InternalError (PLACEMENT_FAILED) when the order could not be stored.
+        Raises InternalError (PLACEMENT_FAILED) only when the order is not stored, or when
+        whether it is cannot be found out. Once it is stored, whatever fails answers the row.
         """
-        deadline = self._policy.deadline(utcnow())
         try:
-            row = await store.insert(
-                self._pool,
-                order,
-                deadline,
-                self._policy.settled(deadline),
-                self._owner,
-                self._policy.lease_s,
-            )
-            if row is None and order.idempotency_key is not None:
-                row = await store.by_key(self._pool, order.idempotency_key)
-        except DB_ERRORS as exc:
-            raise InternalError(PLACEMENT_FAILED) from exc
-        if row is None:  # the key's order vanished: nothing deletes orders, so this is a bug
-            raise InternalError(PLACEMENT_FAILED)
+            row, deadline = await self._store(order)
+        except _StoreUnknown as unknown:
+            found = await self._stored_after_all(order, unknown.__cause__)
+            if found is None:
+                raise InternalError(PLACEMENT_FAILED) from unknown.__cause__
+            return found  # stored, never sent: the sweep places it once its lease runs out
         if row["id"] != order.id:
-            return row
+            return row  # the Idempotency-Key's order
         metrics.ORDERS_CREATED.inc()
-        result = await self._send(row, deadline)
-        outcome = after_placement(result, 1, deadline, self._policy, utcnow(), self._rng)
         try:
-            updated = await self._finish(order.id, outcome)
-        except DB_ERRORS:
+            result = await self._send(row, deadline)
+            outcome = after_placement(result, 1, deadline, self._policy, utcnow(), self._rng)
+            updated = await self._finish(order.id, row["lease_token"], outcome)
+        except Exception:
             # Stored and (maybe) placed, but the outcome is not written: the row still says
             # IN PROGRESS with the request pending, and the sweep reconciles it after the lease.
             log.exception(
@@ -74,6 +81,56 @@ class Placer:
             )
             return row
         return updated or row
+
+    async def _store(self, order: store.NewOrder) -> tuple[asyncpg.Record, datetime]:
+        """The inserted row (or the Idempotency-Key's) and the deadline of the first attempt.
+
+        The deadline is taken once a connection is in hand, so no pool wait eats into it.
+        Raises InternalError when nothing was stored, _StoreUnknown when that is not known."""
+        try:
+            async with self._pool.acquire() as conn:
+                deadline = self._policy.deadline(utcnow())
+                try:
+                    row = await store.insert(
+                        conn,
+                        order,
+                        deadline,
+                        self._policy.settled(deadline),
+                        self._owner,
+                        self._policy.lease_s,
+                    )
+                except DB_ERRORS as exc:
+                    if _refused(exc):
+                        raise  # the server refused the statement: nothing was stored
+                    raise _StoreUnknown from exc  # it may have committed before the line broke
+                if row is None and order.idempotency_key is not None:
+                    row = await store.by_key(conn, order.idempotency_key)
+        except _StoreUnknown:
+            raise
+        except DB_ERRORS as exc:
+            raise InternalError(PLACEMENT_FAILED) from exc
+        if row is None:  # the key's order vanished: nothing deletes orders, so this is a bug
+            raise InternalError(PLACEMENT_FAILED)
+        return row, deadline
+
+    async def _stored_after_all(
+        self, order: store.NewOrder, cause: BaseException | None
+    ) -> asyncpg.Record | None:
+        """After an insert whose outcome is unknown: the order's row if it exists, else None
+        (also when the database cannot tell)."""
+        log.warning(
+            "outcome of storing the order unknown; looking for it",
+            extra={"order_id": str(order.id), "error": repr(cause)},
+        )
+        for _ in range(STORE_CHECKS):
+            try:
+                return await store.by_id(self._pool, order.id)
+            except DB_ERRORS as exc:
+                log.warning(
+                    "could not look for the order",
+                    extra={"order_id": str(order.id), "error": repr(exc)},
+                )
+        return None
 
     async def run_claimed(self, row: asyncpg.Record) -> None:
         """Advance one order this instance has claimed; errors leave it for the next claim."""
@@ -91,8 +148,10 @@ class Placer:
 
     async def _advance(self, row: asyncpg.Record) -> None:
         order_id: UUID = row["id"]
+        token: int = row["lease_token"]
         attempts: int = row["attempts"]
         if row["pending_deadline"] is not None or attempts >= self._policy.max_attempts:
+            asked_at = utcnow()  # a "not found" speaks of when it was asked, not answered
             found = await self._exchange.lookup(str(order_id))
             metrics.PLACEMENT_LOOKUPS.labels(found.outcome.value).inc()
             outcome = after_lookup(
@@ -100,22 +159,33 @@ class Placer:
                 attempts,
                 row["pending_deadline"],
                 row["last_error"],
+                row["lookup_failures"],
                 self._policy,
+                asked_at,
                 utcnow(),
                 self._rng,
             )
             if outcome is not None:
-                await self._finish(order_id, outcome)
+                await self._finish(order_id, token, outcome)
                 return
         deadline = self._policy.deadline(utcnow())
-        attempt = await store.begin_attempt(self._pool, order_id, self._owner, deadline)
+        attempt = await store.begin_attempt(
+            self._pool,
+            order_id,
+            token,
+            deadline,
+            self._policy.settled(deadline),
+            self._policy.lease_s,
+        )
         if attempt is None:
             metrics.LEASES_LOST.inc()
             return
         metrics.RETRIES.inc()
         result = await self._send(row, deadline)
         await self._finish(
-            order_id, after_placement(result, attempt, deadline, self._policy, utcnow(), self._rng)
+            order_id,
+            token,
+            after_placement(result, attempt, deadline, self._policy, utcnow(), self._rng),
         )
 
     async def _send(self, row: asyncpg.Record, deadline: datetime) -> PlaceResult:
@@ -133,12 +203,15 @@ class Placer:
         metrics.PLACEMENT_ATTEMPTS.labels(metrics.attempt_outcome(result)).inc()
         return result
 
-    async def _finish(self, order_id: UUID, outcome: store.Outcome) -> asyncpg.Record | None:
-        updated = await store.finish(self._pool, order_id, self._owner, outcome)
+    async def _finish(
+        self, order_id: UUID, token: int, outcome: store.Outcome
+    ) -> asyncpg.Record | None:
+        updated = await store.finish(self._pool, order_id, token, outcome)
         if updated is None:
             metrics.LEASES_LOST.inc()
             log.warning(
-                "lease lost before the outcome was written", extra={"order_id": str(order_id)}
+                "claim taken over before the outcome was written: nothing written",
+                extra={"order_id": str(order_id), "lease_token": token},
             )
         elif outcome.status is not OrderStatus.IN_PROGRESS:
             metrics.FINISHED.labels(outcome.status.value).inc()

@@ -85,20 +85,27 @@ def after_lookup(
     attempts: int,
     pending_deadline: datetime | None,
     last_error: str | None,
+    lookup_failures: int,
     policy: Policy,
+    asked_at: datetime,
     now: datetime,
     rng: random.Random,
 ) -> Outcome | None:
-    """What a lookup of an order with an unresolved request decides; None: absent, place again."""
+    """What a lookup of an order with an unresolved request decides; None: absent, place again.
+
+    `asked_at` is when the lookup was sent: a "not found" speaks of that instant, however late it
+    arrives (`now`). Failed lookups back off like failed placements, counted apart.
+    """
     if result.outcome is Found.FOUND:
         assert result.order is not None
         return Outcome(OrderStatus.SUCCESS, None, None, None, result.order.exchange_order_id)
     if result.outcome is Found.ERROR:
-        return Outcome(
-            IN_PROGRESS, pending_deadline, now + policy.backoff(attempts, rng), result.detail
-        )
-    if pending_deadline is not None and now < policy.settled(pending_deadline):
-        # The request may still be in flight at the venue: placing again could book it twice.
+        failures = lookup_failures + 1
+        due = now + policy.backoff(failures, rng)
+        return Outcome(IN_PROGRESS, pending_deadline, due, result.detail, None, failures)
+    if pending_deadline is not None and asked_at < policy.settled(pending_deadline):
+        # The request may still have been in flight at the venue when it was asked: placing
+        # again could book it twice.
         return Outcome(IN_PROGRESS, pending_deadline, policy.settled(pending_deadline), last_error)
     if attempts >= policy.max_attempts:
         reason = f"gave up after {attempts} attempts, exchange holds no such order: {last_error}"

@@ -78,8 +78,10 @@ class ExchangeClient:
                     return LookupResult(
                         Found.FOUND, "found", ExchangeOrder.model_validate_json(raw)
                     )
-                if resp.status == 404:
+                if resp.status == 404 and _venue_error(resp.content_type, raw):
                     return LookupResult(Found.ABSENT, "not found")
+                # A 404 that is not the venue's own JSON answer (a proxy's, a wrong path's) says
+                # nothing about the order.
                 return LookupResult(Found.ERROR, _describe(resp.status, raw))
         except TimeoutError:
             return LookupResult(Found.ERROR, "exchange lookup timed out")
@@ -100,6 +102,16 @@ def _classify_placement(status: int, raw: bytes) -> PlaceResult:
     if status == 400:
         return PlaceResult(Placed.REJECTED, detail, status)
     return PlaceResult(Placed.UNKNOWN, detail, status)
+
+
+def _venue_error(content_type: str, raw: bytes) -> bool:
+    """Whether a body is the exchange's JSON error (`{"message": ...}`)."""
+    if content_type != "application/json":
+        return False
+    try:
+        return bool(ExchangeError.model_validate_json(raw).message)
+    except ValidationError:
+        return False
 
 
 def _describe(status: int, raw: bytes) -> str:

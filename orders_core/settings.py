@@ -25,7 +25,12 @@ class Settings(BaseSettings):
     )
     db_pool_min_size: int = Field(default=2, ge=0)
     db_pool_max_size: int = Field(default=20, ge=1)
-    db_command_timeout_s: float = Field(default=10.0, gt=0)
+    db_command_timeout_s: float = Field(
+        default=10.0, gt=0, description="longest a statement may run (asyncpg command_timeout)"
+    )
+    db_acquire_timeout_s: float = Field(
+        default=3.0, gt=0, description="longest wait for a pooled connection, connecting included"
+    )
 
     bind_host: str = "127.0.0.1"
     log_level: str = "INFO"

@@ -72,25 +72,28 @@ def lookup(outcome: Found) -> LookupResult:
 
 
 def test_lookup_found_is_success() -> None:
-    out = after_lookup(lookup(Found.FOUND), 3, DEADLINE, "e", POLICY, NOW, RNG)
+    out = after_lookup(lookup(Found.FOUND), 3, DEADLINE, "e", 0, POLICY, NOW, NOW, RNG)
     assert out is not None
     assert (out.status, out.exchange_order_id) == ("SUCCESS", "X-9")
 
 
 def test_not_found_before_the_deadline_settles_proves_nothing() -> None:
     early = SETTLED - timedelta(milliseconds=1)
-    out = after_lookup(lookup(Found.ABSENT), 6, DEADLINE, "e", POLICY, early, RNG)
+    out = after_lookup(lookup(Found.ABSENT), 6, DEADLINE, "e", 0, POLICY, early, early, RNG)
     assert out is not None
     assert out.status is OrderStatus.IN_PROGRESS
     assert out.next_attempt_at == SETTLED
 
 
 def test_not_found_after_the_deadline_means_place_again() -> None:
-    assert after_lookup(lookup(Found.ABSENT), 3, DEADLINE, "e", POLICY, SETTLED, RNG) is None
+    assert (
+        after_lookup(lookup(Found.ABSENT), 3, DEADLINE, "e", 0, POLICY, SETTLED, SETTLED, RNG)
+        is None
+    )
 
 
 def test_not_found_after_the_last_attempt_is_failure() -> None:
-    out = after_lookup(lookup(Found.ABSENT), 6, DEADLINE, "503", POLICY, SETTLED, RNG)
+    out = after_lookup(lookup(Found.ABSENT), 6, DEADLINE, "503", 0, POLICY, SETTLED, SETTLED, RNG)
     assert out is not None
     assert out.status is OrderStatus.FAILURE
     assert out.last_error is not None
@@ -98,7 +101,41 @@ def test_not_found_after_the_last_attempt_is_failure() -> None:
 
 
 def test_lookup_error_keeps_the_request_pending() -> None:
-    out = after_lookup(lookup(Found.ERROR), 6, DEADLINE, "e", POLICY, SETTLED, RNG)
+    out = after_lookup(lookup(Found.ERROR), 6, DEADLINE, "e", 0, POLICY, SETTLED, SETTLED, RNG)
     assert out is not None
     assert out.status is OrderStatus.IN_PROGRESS
     assert out.pending_deadline == DEADLINE
+
+
+def test_not_found_asked_before_the_deadline_proves_nothing_however_late_it_arrives() -> None:
+    """Issue 9, finding 2: the lookup is judged by when it was sent, not when it came back."""
+    asked = SETTLED - timedelta(milliseconds=1)
+    answered = SETTLED + timedelta(seconds=5)
+    out = after_lookup(lookup(Found.ABSENT), 3, DEADLINE, "e", 0, POLICY, asked, answered, RNG)
+    assert out is not None, "a not-found asked while the request could be in flight was trusted"
+    assert out.status is OrderStatus.IN_PROGRESS
+    assert out.pending_deadline == DEADLINE
+
+
+def test_failed_lookups_back_off_exponentially_capped() -> None:
+    """Issue 9, finding 5: an order whose first attempt met an outage is not looked up once a
+    second for as long as the exchange is down."""
+    rng = random.Random(5)
+    failures = 0
+    for _ in range(10):
+        out = after_lookup(lookup(Found.ERROR), 1, DEADLINE, "e", failures, POLICY, NOW, NOW, rng)
+        assert out is not None
+        assert out.lookup_failures == failures + 1
+        failures = out.lookup_failures
+    delays = []
+    for _ in range(200):
+        out = after_lookup(lookup(Found.ERROR), 1, DEADLINE, "e", failures, POLICY, NOW, NOW, rng)
+        assert out is not None
+        assert out.next_attempt_at is not None
+        delays.append((out.next_attempt_at - NOW).total_seconds())
+    assert max(delays) <= POLICY.cap_s
+    assert max(delays) > POLICY.cap_s / 2  # grown to the cap, not stuck at the base
+    # A lookup that answers resets the count.
+    out = after_lookup(lookup(Found.ABSENT), 1, DEADLINE, "e", failures, POLICY, NOW, NOW, rng)
+    assert out is not None
+    assert out.lookup_failures == 0

@@ -52,13 +52,13 @@ REPORT_STUCK = _REPORT.format(
     kind="stuck",
     ts="created_at",
     where="o.status = 'IN PROGRESS'"
-    " AND o.created_at < clock_timestamp() - make_interval(secs => $4)",
+    " AND o.created_at < statement_timestamp() - make_interval(secs => $4)",
 )
 
 DUE_DELIVERIES = f"""
 SELECT r.kind, r.webhook_attempts, {FAILURE_COLUMNS}
   FROM tracker_reports AS r JOIN orders AS o ON o.id = r.order_id
- WHERE r.webhook_delivered_at IS NULL AND r.next_delivery_at <= clock_timestamp()
+ WHERE r.webhook_delivered_at IS NULL AND r.next_delivery_at <= statement_timestamp()
  ORDER BY r.next_delivery_at
  LIMIT $1"""
 DELIVERED = """
@@ -84,7 +84,7 @@ SELECT {FAILURE_COLUMNS} FROM orders AS o
 STUCK_NOW = """
 SELECT o.id, o.instrument, o.side, o.type, o.quantity, o.created_at, o.attempts, o.last_error
   FROM orders AS o
- WHERE o.status = 'IN PROGRESS' AND o.created_at < clock_timestamp() - make_interval(secs => $1)
+ WHERE o.status = 'IN PROGRESS' AND o.created_at < statement_timestamp() - make_interval(secs => $1)
  ORDER BY o.created_at, o.id
  LIMIT $2"""
 

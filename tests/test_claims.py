@@ -1,0 +1,204 @@
+"""The promise under faults (issue 9): every outcome write fenced by its claim, every driver
+error a database error, never a 500 once an order is stored, sweeps that use their index."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+import asyncpg.exceptions
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from orders_api import store
+from orders_api.keys import POOL
+from orders_core.db import DB_ERRORS
+from orders_core.domain import OrderStatus
+from orders_core.exchange import ExchangeClient, Found, new_session
+from tests.api_fixtures import ApiFactory
+from tests.helpers import MARKET, eventually, final_row, order_row
+from tests.sim import SimProcess
+from tracker import store as tracker_store
+
+NEW = store.NewOrder(uuid4(), "market", "buy", "US0378331005", None, 10, None, None)
+
+
+async def _claimable(db: asyncpg.Connection, order_id: object) -> None:
+    """As if its lease ran out and it came due."""
+    await db.execute(
+        "UPDATE orders SET lease_expires_at = now() - interval '1 s',"
+        " next_attempt_at = now() - interval '1 s' WHERE id = $1",
+        order_id,
+    )
+
+
+async def test_a_stale_writer_of_the_same_instance_changes_nothing(
+    make_api: ApiFactory, db: asyncpg.Connection
+) -> None:
+    """Finding 1: an outcome write delayed past its lease, after this instance's own sweeper
+    re-claimed the order, must not put its FAILURE (or its deadline) over the new claim."""
+    api = await make_api()
+    pool = api.app[POOL]
+    deadline = datetime.now(UTC) + timedelta(seconds=2)
+    async with pool.acquire() as conn:
+        first = await store.insert(conn, NEW, deadline, deadline, "instance-a", 30)
+    assert first is not None
+    await _claimable(db, NEW.id)
+    (second,) = await store.claim_due(pool, "instance-a", 30, 10)  # the same instance again
+    assert second["lease_token"] != first["lease_token"]
+
+    stale = store.Outcome(OrderStatus.FAILURE, None, None, "gave up (stale)")
+    assert await store.finish(pool, NEW.id, first["lease_token"], stale) is None
+    row = await order_row(db, str(NEW.id))
+    assert (row["status"], row["lease_token"]) == ("IN PROGRESS", second["lease_token"])
+    assert row["pending_deadline"] == deadline  # the stale claim put nothing back either
+    assert (
+        await store.begin_attempt(pool, NEW.id, first["lease_token"], deadline, deadline, 30)
+        is None
+    )
+
+    fresh = store.Outcome(OrderStatus.SUCCESS, None, None, None, "X-1")
+    assert await store.finish(pool, NEW.id, second["lease_token"], fresh) is not None
+
+
+def _driver_errors() -> list[type[BaseException]]:
+    return [
+        cls
+        for _, cls in inspect.getmembers(asyncpg.exceptions, inspect.isclass)
+        if issubclass(cls, Exception) and cls.__module__.startswith("asyncpg")
+        and not issubclass(cls, Warning)
+    ]  # fmt: skip
+
+
+def test_every_error_of_the_driver_is_a_database_error() -> None:
+    """Finding 3: InternalClientError ("cannot switch to state 12; another operation is in
+    progress", when the server ends a pooled connection) reached the catch-all as a 500."""
+    errors = _driver_errors()
+    assert asyncpg.InternalClientError in errors
+    assert [cls.__name__ for cls in errors if not issubclass(cls, DB_ERRORS)] == []
+
+
+async def test_an_order_whose_outcome_write_breaks_is_201_and_placed_once(
+    make_api: ApiFactory,
+    exchange: SimProcess,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finding 3: the order is stored and sent; the connection dies under the outcome write."""
+    api = await make_api()
+    real_finish = store.finish
+    broken = {"left": 1}
+
+    async def finish(*args: Any) -> asyncpg.Record | None:
+        if broken["left"]:
+            broken["left"] -= 1
+            raise asyncpg.InternalClientError("cannot switch to state 12")
+        return await real_finish(*args)
+
+    monkeypatch.setattr(store, "finish", finish)
+    resp = await api.post("/orders", json=MARKET)
+    assert resp.status == 201
+    order = await resp.json()
+    assert order["status"] == "IN PROGRESS"
+    row = await final_row(db, order["id"])
+    assert row["status"] == "SUCCESS"
+    assert (await exchange.ledger())[order["id"]]["placements"] == 1
+
+
+@pytest.mark.parametrize("committed", [True, False])
+async def test_an_insert_whose_answer_is_lost_is_found_out(
+    make_api: ApiFactory,
+    exchange: SimProcess,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    committed: bool,
+) -> None:
+    """Finding 4: the connection breaks around the insert's commit. Stored: 201 IN PROGRESS and
+    placed once by the sweep (no 500 that a client would answer by placing it again). Not
+    stored: the documented 500."""
+    api = await make_api(lease_s=3.0)
+    real_insert = store.insert
+
+    async def insert(*args: Any) -> asyncpg.Record | None:
+        if committed:
+            await real_insert(*args)
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+
+    monkeypatch.setattr(store, "insert", insert)
+    resp = await api.post("/orders", json=MARKET)
+    if not committed:
+        assert resp.status == 500
+        assert await resp.json() == {"message": "Internal server error while placing the order"}
+        assert await db.fetchval("SELECT count(*) FROM orders") == 0
+        return
+    assert resp.status == 201
+    order = await resp.json()
+    assert order["status"] == "IN PROGRESS"
+    row = await final_row(db, order["id"])
+    assert row["status"] == "SUCCESS"
+    assert (await exchange.ledger())[order["id"]]["placements"] == 1
+
+
+def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes += _plan_nodes(child)
+    return nodes
+
+
+async def _index_conditions(db: asyncpg.Connection, sql: str, *args: Any) -> dict[str, str]:
+    """Index name -> its Index Cond, in the plan PostgreSQL picks when it may not seq-scan."""
+    async with db.transaction():
+        await db.execute("SET LOCAL enable_seqscan = off")
+        (plan,) = json.loads(await db.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+    nodes = _plan_nodes(plan["Plan"])
+    return {n["Index Name"]: n.get("Index Cond", "") for n in nodes if "Index Name" in n}
+
+
+async def test_the_sweeps_use_their_indexes(db: asyncpg.Connection) -> None:
+    """Finding 6: a volatile clock_timestamp() in a WHERE clause keeps the planner from using it
+    as an index condition: every sweep read the whole partial index."""
+    claim = await _index_conditions(db, store.CLAIM_DUE, "x", 1.0, 10)
+    assert "next_attempt_at" in claim.get("orders_due_idx", ""), claim
+    stuck = await _index_conditions(db, tracker_store.STUCK_NOW, 300.0, 10)
+    assert "created_at" in stuck.get("orders_in_progress_created_idx", ""), stuck
+    release = await _index_conditions(db, store.RELEASE_ALL, "x")
+    assert "lease_owner" in release.get("orders_lease_owner_idx", ""), release
+
+
+async def test_a_404_that_is_not_the_venues_answer_is_no_absence() -> None:
+    """Finding 8: any 404 (a proxy's, a wrong path's) counted as "the exchange holds nothing"."""
+    app = web.Application()  # answers every path with aiohttp's own text 404
+    async with TestServer(app) as server, new_session(10) as http:
+        client = ExchangeClient(http, str(server.make_url("/")), 2.0)
+        found = await client.lookup(str(uuid4()))
+    assert found.outcome is Found.ERROR
+
+
+async def test_the_venues_own_404_is_absence(exchange: SimProcess) -> None:
+    async with new_session(10) as http:
+        found = await ExchangeClient(http, exchange.url, 2.0).lookup(str(uuid4()))
+    assert found.outcome is Found.ABSENT
+
+
+async def test_a_clean_stop_gives_pending_orders_back_due_after_their_deadline(
+    make_api: ApiFactory, exchange: SimProcess, db: asyncpg.Connection
+) -> None:
+    """A clean stop mid-attempt: the order comes back due no earlier than its request's deadline
+    (plus the skew margin), so nobody trusts a "not found" for it too early."""
+    api = await make_api(placement_timeout_s=2.0, lease_s=8.0)
+    # The first attempt meets a 503; the retry, after a lookup, is in flight for 1.5 s.
+    await exchange.configure(fail_next=1, latency_ms=1500)
+    order = await (await api.post("/orders", json=MARKET)).json()
+    # The sweep's retry: looked up past the first deadline, its attempt counted and in flight...
+    await eventually(lambda: order_row(db, order["id"]), lambda r: r["attempts"] == 2)
+    await api.close()  # ... when the instance stops cleanly
+    row = await order_row(db, order["id"])
+    assert row["lease_owner"] is None
+    assert row["pending_deadline"] is not None
+    assert row["next_attempt_at"] > row["pending_deadline"]
