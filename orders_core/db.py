@@ -16,19 +16,38 @@ from orders_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# What a call to the database raises when it fails (unreachable, shutting down, timing out, ...).
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# What a call to the database raises when it fails (unreachable, shutting down, timing out, a
+# connection ended under a running statement, ...): every error of the driver. The one boundary
+# where a database failure is told from a bug.
+DB_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. "cannot switch to state 12" when the server ends a session
+    OSError,
+    TimeoutError,
+)
 
 EMBEDDED_PGDATA = Path(".data/pg")
 
 if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
+    from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
-    Pool = asyncpg.Pool[asyncpg.Record]
+    _Pool = asyncpg.Pool[asyncpg.Record]
     PooledConnection = PoolConnectionProxy[asyncpg.Record]
 else:  # asyncpg's classes are generic only in its stubs
-    Pool = asyncpg.Pool
+    _Pool = asyncpg.Pool
     PooledConnection = asyncpg.pool.PoolConnectionProxy
+
+
+class Pool(_Pool):
+    """asyncpg's pool, whose every wait for a connection is bounded (`DB_ACQUIRE_TIMEOUT_S`):
+    `pool.fetchrow(...)` and friends acquire through `acquire()` too. Unbounded, a burst or a
+    stalled server would hold a request (or an attempt under a lease) for as long as it lasts."""
+
+    acquire_timeout_s: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext[asyncpg.Record]:
+        return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
 
 
 def database_url(settings: Settings) -> str:
@@ -127,15 +146,28 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, settings: Settings, **kwargs: Any) -> Pool:
-    pool = await asyncpg.create_pool(
+    """The pool: every statement bounded by DB_COMMAND_TIMEOUT_S, every wait for a connection by
+    DB_ACQUIRE_TIMEOUT_S (so is connecting)."""
+    pool = Pool(
         dsn,
-        reset=_keep_session,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        init_size=None,
         min_size=min(settings.db_pool_min_size, settings.db_pool_max_size),
         max_size=settings.db_pool_max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connect=None,
+        setup=None,
+        init=None,
+        reset=_keep_session,
         command_timeout=settings.db_command_timeout_s,
-        timeout=settings.db_command_timeout_s,
+        timeout=settings.db_acquire_timeout_s,
         **kwargs,
     )
+    pool.acquire_timeout_s = settings.db_acquire_timeout_s
+    await pool
     track_pool(pool)
     log.info("database pool ready", extra={"dsn": mask_dsn(dsn)})
     return pool

@@ -3,6 +3,7 @@ error a database error, never a 500 once an order is stored, sweeps that use the
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from datetime import UTC, datetime, timedelta
@@ -17,11 +18,11 @@ from aiohttp.test_utils import TestServer
 
 from orders_api import store
 from orders_api.keys import POOL
-from orders_core.db import DB_ERRORS
+from orders_core.db import DB_ERRORS, create_pool
 from orders_core.domain import OrderStatus
 from orders_core.exchange import ExchangeClient, Found, new_session
 from tests.api_fixtures import ApiFactory
-from tests.helpers import MARKET, eventually, final_row, order_row
+from tests.helpers import MARKET, eventually, fast_settings, final_row, order_row
 from tests.sim import SimProcess
 from tracker import store as tracker_store
 
@@ -202,3 +203,22 @@ async def test_a_clean_stop_gives_pending_orders_back_due_after_their_deadline(
     assert row["lease_owner"] is None
     assert row["pending_deadline"] is not None
     assert row["next_attempt_at"] > row["pending_deadline"]
+
+
+async def test_a_wait_for_a_pooled_connection_is_bounded(db_url: str) -> None:
+    """Finding 1's cause: an unbounded pool wait let an outcome write land long after its lease.
+    Every wait for a connection ends by itself (DB_ACQUIRE_TIMEOUT_S), as a database error."""
+    settings = fast_settings(
+        db_url, "http://127.0.0.1:9", db_pool_min_size=1, db_pool_max_size=1,
+        db_acquire_timeout_s=0.2,
+    )  # fmt: skip
+    pool = await create_pool(db_url, settings)
+    try:
+        async with pool.acquire():  # the only connection, held
+            waiting = asyncio.ensure_future(pool.fetchval("SELECT 1"))
+            done, _ = await asyncio.wait({waiting}, timeout=20)
+            assert waiting in done, "the wait for a connection did not end by itself"
+            with pytest.raises(DB_ERRORS):
+                waiting.result()
+    finally:
+        await pool.close()
