@@ -25,7 +25,9 @@ LOCK_KEY = 0x6F72646572735F6C  # "orders_l"
 
 
 async def lead_forever(dsn: str, http: aiohttp.ClientSession, settings: ListenerSettings) -> None:
-    leadership = Leadership("exchange-listener", dsn, LOCK_KEY, metrics.LEADER)
+    leadership = Leadership(
+        "exchange-listener", dsn, LOCK_KEY, metrics.LEADER, settings.db_command_timeout_s
+    )
     while True:
         conn = await leadership.wait(settings.listener_leader_poll_s)
         try:

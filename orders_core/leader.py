@@ -18,12 +18,24 @@ from orders_core.db import DB_ERRORS
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 5.0
+# The server ends the session of a leader that vanished without a word (a half-open connection)
+# within about idle + interval * count seconds, and with it the lock, so a standby can lead.
+KEEPALIVES = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
 
 
 class Leadership:
-    def __init__(self, name: str, dsn: str, key: int, gauge: Gauge) -> None:
+    def __init__(
+        self, name: str, dsn: str, key: int, gauge: Gauge, command_timeout_s: float
+    ) -> None:
         self._name = name
         self._dsn = dsn
+        # Every statement on the lock's connection is bounded: a leader whose connection hangs
+        # gives up the lead instead of holding it, stuck, for good.
+        self._command_timeout_s = command_timeout_s
         self._key = key
         self._gauge = gauge  # 1 while this process leads
         self.conn: asyncpg.Connection | None = None
@@ -44,7 +56,12 @@ class Leadership:
                 raise
             return True
         self.resign()
-        conn = await asyncpg.connect(self._dsn, timeout=TIMEOUT_S)
+        conn = await asyncpg.connect(
+            self._dsn,
+            timeout=TIMEOUT_S,
+            command_timeout=self._command_timeout_s,
+            server_settings=KEEPALIVES,
+        )
         try:
             took = await conn.fetchval(
                 "SELECT pg_try_advisory_lock($1)", self._key, timeout=TIMEOUT_S

@@ -45,7 +45,9 @@ class Reporter:
         self._settings = settings
         self._webhook = webhook
         self._report_url = report_url
-        self._leadership = Leadership("tracker", dsn, LOCK_KEY, LEADER)
+        self._leadership = Leadership(
+            "tracker", dsn, LOCK_KEY, LEADER, settings.db_command_timeout_s
+        )
 
     @property
     def leading(self) -> bool:
