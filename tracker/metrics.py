@@ -17,6 +17,11 @@ WEBHOOK_DELIVERIES = Counter(
 CYCLE_ERRORS = Counter(
     "tracker_cycle_errors_total", "Report cycles that failed (database unreachable, ...)"
 )
+PURGED = Counter(
+    "tracker_retention_purged_total",
+    "Rows purged past their retention window, by what they were",
+    ["kind"],
+)
 LEADER = Gauge("tracker_leader", "1 while this process holds the reporting lock, else 0")
 DATABASE_UP = Gauge("tracker_database_up", "1 when the last scrape could read the database")
 
@@ -24,3 +29,5 @@ for _kind in REPORT_KINDS:
     REPORTS.labels(_kind)
 for _outcome in DELIVERY_OUTCOMES:
     WEBHOOK_DELIVERIES.labels(_outcome)
+for _purged in ("exchange_events", "tracker_reports", "idempotency_keys"):
+    PURGED.labels(_purged)

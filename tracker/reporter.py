@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import asyncpg
 
 from orders_core.db import DB_ERRORS, Pool
 from orders_core.leader import Leadership
-from tracker import store
+from tracker import retention, store
 from tracker.metrics import CYCLE_ERRORS, LEADER, REPORTS, WEBHOOK_DELIVERIES
 from tracker.settings import TrackerSettings
 from tracker.webhook import Webhook, report_body, retry_delay
@@ -45,6 +46,7 @@ class Reporter:
         self._settings = settings
         self._webhook = webhook
         self._report_url = report_url
+        self._next_purge = 0.0  # monotonic time of the next retention purge: at once
         self._leadership = Leadership(
             "tracker", dsn, LOCK_KEY, LEADER, settings.db_command_timeout_s
         )
@@ -72,13 +74,17 @@ class Reporter:
         self._leadership.resign()
 
     async def cycle(self) -> None:
-        """Report everything new, then deliver what the webhook is owed."""
+        """Report everything new, deliver what the webhook is owed, and purge what is past its
+        retention window (every TRACKER_RETENTION_INTERVAL_S)."""
         while await self._report_batch("failure") == BATCH:
             pass
         while await self._report_batch("stuck") == BATCH:
             pass
         if self._webhook is not None:
             await self._deliver(self._webhook)
+        if time.monotonic() >= self._next_purge:
+            await retention.purge(self._pool, self._settings)
+            self._next_purge = time.monotonic() + self._settings.retention_interval_s
 
     async def _report_batch(self, kind: str) -> int:
         """Claim and log one batch; the claim commits after the log lines are written, so a

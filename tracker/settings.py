@@ -21,3 +21,16 @@ class TrackerSettings(Settings):
     tracker_webhook_timeout_s: float = Field(default=5.0, gt=0)
     tracker_webhook_retry_base_s: float = Field(default=1.0, gt=0)
     tracker_webhook_retry_cap_s: float = Field(default=300.0, gt=0)
+
+    events_retention_days: int = Field(
+        default=90, ge=1, description="how long exchange events are kept"
+    )
+    reports_retention_days: int = Field(
+        default=90, ge=1, description="how long delivered reports are kept"
+    )
+    idempotency_retention_days: int = Field(
+        default=30, ge=1, description="how long an Idempotency-Key keeps its order"
+    )
+    retention_interval_s: float = Field(
+        default=3600.0, gt=0, description="how often the leading tracker purges"
+    )
