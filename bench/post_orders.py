@@ -99,19 +99,15 @@ async def main(count: int, concurrency: int, latency_ms: int) -> None:
         "EXCHANGE_SIM_FAILURE_RATE": "0",
         "EXCHANGE_SIM_LIFECYCLE": "false",  # fills and their stream are not what is measured
     }
-    with SimProcess.start(env) as sim:
-        api = ApiProcess(
-            SystemSettings(database_url=dsn, exchange_url=sim.url, log_level="WARNING")
-        )
-        try:
+    async with SimProcess.start_async(env) as sim:
+        settings = SystemSettings(database_url=dsn, exchange_url=sim.url, log_level="WARNING")
+        async with await ApiProcess.start(settings) as api:
             await through_api(api.url, min(count, 200), concurrency)  # warm-up
             cpu_before = _cpu(api.proc.pid), _cpu(sim.proc.pid)
             api_rate = await through_api(api.url, count, concurrency)
             cpu_api, cpu_sim = (
                 _cpu(p) - b for p, b in zip((api.proc.pid, sim.proc.pid), cpu_before, strict=True)
             )
-        finally:
-            api.stop()
     print(f"orders={count} concurrency={concurrency} exchange latency={latency_ms} ms")
     print(f"  PostgreSQL, one INSERT per order : {pg_rate:8.0f} orders/s")
     print(f"  POST /orders (store, place, record): {api_rate:8.0f} orders/s")

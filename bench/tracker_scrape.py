@@ -65,8 +65,7 @@ async def main(orders: int, scrapes: int) -> None:
     server = database_url(SystemSettings())
     print(f"filling {orders:,} orders ...", flush=True)
     dsn = await _prepare(server, orders)
-    tracker = TrackerProcess(SystemSettings(database_url=dsn))
-    try:
+    async with await TrackerProcess.start(SystemSettings(database_url=dsn)) as tracker:
         conn = await asyncpg.connect(dsn)
         async with aiohttp.ClientSession() as http:
 
@@ -82,8 +81,6 @@ async def main(orders: int, scrapes: int) -> None:
                                                      lambda: conn.fetch(COUNT_ALL)),
             }  # fmt: skip
         await conn.close()
-    finally:
-        tracker.stop()
     floor = results["SELECT 1"]
     print(f"\n{orders:,} orders, {scrapes} scrapes")
     for name, seconds in results.items():

@@ -1,7 +1,14 @@
-"""Services as real processes on loopback, for tests that kill, restart or multiply them."""
+"""Services as real processes on loopback, for tests that kill, restart or multiply them.
+
+Everything that waits here is async: the tests that use these run on an event loop that also
+serves in-process servers (the API under test, a database proxy, a webhook receiver), and a
+blocking wait would stop those too. `await ApiProcess.start(settings)` returns once the service
+is ready; `async with` (or `await proc.stop()`) stops it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,12 +16,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
-from urllib.error import URLError
-from urllib.request import urlopen
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
 
 from orders_core.settings import Settings
-from tests.sim import free_port
+from tests.sim import free_port, wait_exit
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -26,24 +38,28 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, proc: subprocess.Popen[Any], timeout_s: float = 30.0) -> None:
+async def wait_http(url: str, proc: subprocess.Popen[Any], timeout_s: float = 30.0) -> None:
+    """Until `url` answers 200; fails as soon as `proc` exits, or after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback)
-                if resp.status == 200:
-                    return
-        except (URLError, OSError):
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(f"{proc.args!r} exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} not up after {timeout_s}s")
-        time.sleep(0.1)
+    async with aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as http:
+        while True:
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                pass
+            if proc.poll() is not None:
+                raise AssertionError(f"{proc.args!r} exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} not up after {timeout_s}s")
+            await asyncio.sleep(0.1)
 
 
 class ServiceProcess:
-    """`python -m <module>` with the given settings, on a free port, up once its health is."""
+    """`python -m <module>` with the given settings, on a free port.
+
+    Start it with `await Cls.start(settings)`: the constructor only spawns the process."""
 
     module = ""
     port_variable = ""
@@ -59,34 +75,66 @@ class ServiceProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        wait_http(f"{self.url}/health/ready", self.proc)
+
+    @classmethod
+    async def start(cls, settings: Settings, **env: str) -> Self:
+        """Spawn the service and wait until its health says ready; stopped again if it never is."""
+        service = cls(settings, **env)
+        try:
+            await wait_http(f"{service.url}/health/ready", service.proc, START_TIMEOUT_S)
+        except AssertionError as exc:
+            output = service.output()[-4000:]
+            await service.stop()
+            raise AssertionError(f"{cls.module} did not start: {exc}\n{output}") from None
+        except BaseException:
+            await service.stop()
+            raise
+        return service
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def output(self) -> str:
+        """What the process has written so far (stdout and stderr)."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
 
     def lines(self) -> list[dict[str, Any]]:
         """Every JSON log line the process wrote so far."""
-        self._log.seek(0)
-        text = self._log.read().decode(errors="replace")
-        return [json.loads(raw) for raw in text.splitlines() if raw.startswith("{")]
+        return [json.loads(raw) for raw in self.output().splitlines() if raw.startswith("{")]
 
-    def metric(self, name: str) -> float:
+    async def metric(self, name: str) -> float:
         """The value of one unlabelled (or fully written out) sample from /metrics."""
-        with urlopen(f"{self.url}/metrics", timeout=5) as resp:  # noqa: S310 (loopback)
-            for line in resp.read().decode().splitlines():
-                if line.startswith(f"{name} "):
-                    return float(line.rsplit(" ", 1)[1])
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+            http.get(f"{self.url}/metrics") as resp,
+        ):
+            text = await resp.text()
+        for line in text.splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.rsplit(" ", 1)[1])
         raise AssertionError(f"{name} not in {self.module}'s metrics")
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
         """SIGKILL: no cleanup, no lease released: a crash."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        await wait_exit(self.proc, STOP_TIMEOUT_S)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited in time; the log is closed afterwards."""
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            if await wait_exit(self.proc, STOP_TIMEOUT_S) is None:
+                await self.kill()
         self._log.close()
 
 

@@ -1,7 +1,13 @@
-"""The stand-in exchange as a real subprocess on loopback, and helpers for its `/_sim` controls."""
+"""The stand-in exchange as a real subprocess on loopback, and helpers for its `/_sim` controls.
+
+Starting, stopping and restarting come in two forms: async (`start_async`, `stop_async`,
+`kill_async`, `restart_async`) for async tests, whose event loop must keep running meanwhile, and
+blocking (`start`, `stop`, `kill`, `restart`) for the session fixture, which has no event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import signal
@@ -10,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 5.0
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1)
+POLL_S = 0.05
 
 
 def free_port() -> int:
@@ -40,6 +48,28 @@ def child_env(port: int, env: Mapping[str, str]) -> dict[str, str]:
     return inherited | {"EXCHANGE_SIM_PORT": str(port), "BIND_HOST": "127.0.0.1"} | dict(env)
 
 
+async def wait_exit(proc: subprocess.Popen[Any], timeout_s: float) -> int | None:
+    """The exit code once `proc` has exited, or None if it still runs after `timeout_s`; waits
+    without blocking the event loop."""
+    deadline = time.monotonic() + timeout_s
+    while (code := proc.poll()) is None:
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(POLL_S)
+    return code
+
+
+async def _healthy_async(port: int) -> bool:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session,
+            session.get(f"http://127.0.0.1:{port}/health") as resp,
+        ):
+            return resp.status == 200
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False
+
+
 def _healthy(port: int) -> bool:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
     try:
@@ -52,7 +82,8 @@ def _healthy(port: int) -> bool:
 
 
 class SimProcess:
-    """One `python -m exchange_sim` process. Use `SimProcess.start(env)` as a context manager."""
+    """One `python -m exchange_sim` process. Use `SimProcess.start_async(env)` (async tests) or
+    `SimProcess.start(env)` (no event loop) as a context manager."""
 
     def __init__(self, env: Mapping[str, str], port: int, log: IO[bytes]) -> None:
         self.env = dict(env)
@@ -72,21 +103,55 @@ class SimProcess:
                 sim.stop()
 
     @classmethod
+    @asynccontextmanager
+    async def start_async(cls, env: Mapping[str, str] | None = None) -> AsyncIterator[SimProcess]:
+        with tempfile.TemporaryFile() as log:
+            sim = await cls._launch_async(env or {}, log)
+            try:
+                yield sim
+            finally:
+                await sim.stop_async()
+
+    @classmethod
     def _launch(cls, env: Mapping[str, str], log: IO[bytes], attempts: int = 3) -> SimProcess:
         """Start on a free port; try another port if the chosen one was taken meanwhile."""
         for attempt in range(1, attempts + 1):
-            log.seek(0)
-            log.truncate()
-            sim = cls(env, free_port(), log)
+            sim = cls._on_free_port(env, log)
             try:
                 sim._wait_healthy()
             except RuntimeError:
                 sim.stop()
-                if attempt == attempts or "address already in use" not in sim.output().lower():
+                if attempt == attempts or not sim._port_taken():
                     raise
             else:
                 return sim
         raise ValueError("attempts must be >= 1")
+
+    @classmethod
+    async def _launch_async(
+        cls, env: Mapping[str, str], log: IO[bytes], attempts: int = 3
+    ) -> SimProcess:
+        """`_launch`, waiting without blocking the event loop."""
+        for attempt in range(1, attempts + 1):
+            sim = cls._on_free_port(env, log)
+            try:
+                await sim._wait_healthy_async()
+            except RuntimeError:
+                await sim.stop_async()
+                if attempt == attempts or not sim._port_taken():
+                    raise
+            else:
+                return sim
+        raise ValueError("attempts must be >= 1")
+
+    @classmethod
+    def _on_free_port(cls, env: Mapping[str, str], log: IO[bytes]) -> SimProcess:
+        log.seek(0)
+        log.truncate()
+        return cls(env, free_port(), log)
+
+    def _port_taken(self) -> bool:
+        return "address already in use" in self.output().lower()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -101,12 +166,27 @@ class SimProcess:
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"exchange-sim exited ({self.proc.returncode}): {self.output()}")
+            self._check_running()
             if _healthy(self.port):
                 return
-            time.sleep(0.05)
-        raise RuntimeError(f"exchange-sim not healthy after {START_TIMEOUT_S}s: {self.output()}")
+            time.sleep(POLL_S)
+        raise self._not_healthy()
+
+    async def _wait_healthy_async(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self._check_running()
+            if await _healthy_async(self.port):
+                return
+            await asyncio.sleep(POLL_S)
+        raise self._not_healthy()
+
+    def _check_running(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"exchange-sim exited ({self.proc.returncode}): {self.output()}")
+
+    def _not_healthy(self) -> RuntimeError:
+        return RuntimeError(f"exchange-sim not healthy after {START_TIMEOUT_S}s: {self.output()}")
 
     def output(self) -> str:
         """What the process has written so far (stdout and stderr)."""
@@ -135,6 +215,26 @@ class SimProcess:
         self.env |= dict(env or {})
         self.proc = self._spawn()
         self._wait_healthy()
+
+    async def stop_async(self) -> None:
+        """`stop`, waiting without blocking the event loop."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            if await wait_exit(self.proc, STOP_TIMEOUT_S) is None:
+                await self.kill_async()
+
+    async def kill_async(self) -> None:
+        """`kill`, waiting without blocking the event loop."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        await wait_exit(self.proc, STOP_TIMEOUT_S)
+
+    async def restart_async(self, env: Mapping[str, str] | None = None) -> None:
+        """`restart`, waiting without blocking the event loop."""
+        await self.stop_async()
+        self.env |= dict(env or {})
+        self.proc = self._spawn()
+        await self._wait_healthy_async()
 
     # --- /_sim controls ---------------------------------------------------------------------
 

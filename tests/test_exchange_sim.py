@@ -412,7 +412,7 @@ async def test_seed_makes_fresh_processes_repeat(http: aiohttp.ClientSession) ->
     }
     runs = []
     for _ in range(2):
-        with SimProcess.start(env) as sim:
+        async with SimProcess.start_async(env) as sim:
             runs.append(await _placement_statuses(sim, http, 24))
 
     assert runs[0] == runs[1]
@@ -455,11 +455,11 @@ def test_bad_setting_stops_the_process_with_a_clear_error() -> None:
 async def test_killed_exchange_restarts_on_its_port_having_forgotten_everything(
     http: aiohttp.ClientSession,
 ) -> None:
-    with SimProcess.start(SIM_ENV) as sim:
+    async with SimProcess.start_async(SIM_ENV) as sim:
         cid = str(uuid.uuid4())
         assert (await place(http, sim, order_body(cid)))[0] == 201
-        sim.kill()
+        await sim.kill_async()
         assert sim.proc.returncode == -signal.SIGKILL
-        sim.restart()
+        await sim.restart_async()
         assert sim.url == f"http://127.0.0.1:{sim.port}"
         assert await lookup(http, sim, cid) == (404, {"message": "order not found"})

@@ -423,14 +423,14 @@ async def test_knobs_from_env_and_a_new_epoch_per_start(http: aiohttp.ClientSess
         "EXCHANGE_SIM_RETENTION": "2",
         "EXCHANGE_SIM_REORDER_WINDOW": "3",
     }
-    with SimProcess.start(env) as sim:
+    async with SimProcess.start_async(env) as sim:
         config = await sim.config()
         await place(http, sim)
         async with await connect(http, sim) as ws:
             first = await hello(ws)
-            sim.stop()  # stopping the process closes its streams
+            await sim.stop_async()  # stopping the process closes its streams
             await assert_closed(ws)
-        sim.restart()
+        await sim.restart_async()
         async with await connect(http, sim) as ws:
             second = await hello(ws)
 

@@ -5,7 +5,7 @@ crashes, resets and restarts of the exchange."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -36,10 +36,9 @@ def listener_settings(db_url: str, exchange: SimProcess, **overrides: Any) -> Sy
 
 
 @pytest.fixture
-def listener(db_url: str, exchange: SimProcess) -> Iterator[ListenerProcess]:
-    proc = ListenerProcess(listener_settings(db_url, exchange))
-    yield proc
-    proc.stop()
+async def listener(db_url: str, exchange: SimProcess) -> AsyncIterator[ListenerProcess]:
+    async with await ListenerProcess.start(listener_settings(db_url, exchange)) as proc:
+        yield proc
 
 
 async def place(api: Client, count: int, concurrency: int = 16) -> list[str]:
@@ -104,8 +103,8 @@ async def test_stream_with_drops_duplicates_and_reordering_ends_exact(
     ids = await place(api, 2000)
     await assert_equal_to_ledger(db, exchange, ids)
     await assert_never_backwards(db)
-    assert listener.metric("exchange_stream_reconnects_total") >= 1  # the drops happened
-    assert listener.metric('exchange_stream_events_total{result="duplicate"}') > 0
+    assert await listener.metric("exchange_stream_reconnects_total") >= 1  # the drops happened
+    assert await listener.metric('exchange_stream_events_total{result="duplicate"}') > 0
     order = await (await api.get(f"/orders/{ids[0]}")).json()
     assert order["stock_market_order_status"] in EXCHANGE_TERMINAL
     events = (await (await api.get(f"/orders/{ids[0]}/events")).json())["events"]
@@ -118,22 +117,16 @@ async def test_killed_listener_resumes_from_its_committed_position(
 ) -> None:
     await exchange.configure(**LIFECYCLE)
     api = await make_api()
-    first = ListenerProcess(listener_settings(db_url, exchange))
-    try:
+    async with await ListenerProcess.start(listener_settings(db_url, exchange)) as first:
         ids = await place(api, 150)
         await eventually(
             lambda: db.fetchval("SELECT seq FROM exchange_stream_position"), lambda s: s > 0
         )
-        first.kill()
+        await first.kill()
         ids += await place(api, 150)  # while nobody listens
-    finally:
-        first.stop()
-    second = ListenerProcess(listener_settings(db_url, exchange))
-    try:
+    async with await ListenerProcess.start(listener_settings(db_url, exchange)) as second:
         await assert_equal_to_ledger(db, exchange, ids)
-        assert second.metric('exchange_stream_resyncs_total{reason="gap"}') == 0
-    finally:
-        second.stop()
+        assert await second.metric('exchange_stream_resyncs_total{reason="gap"}') == 0
     # Resumed, not resynchronised: every event the exchange sent is stored once, none missing.
     last = await db.fetchval("SELECT max(seq) FROM exchange_events")
     seqs = [r["seq"] for r in await db.fetch("SELECT seq FROM exchange_events ORDER BY seq")]
@@ -147,12 +140,9 @@ async def test_position_older_than_retention_resyncs_over_rest(
     api = await make_api()
     ids = await place(api, 100)  # far more than 20 events, while no listener runs
     await exchange_idle(exchange, ids)
-    listener = ListenerProcess(listener_settings(db_url, exchange))
-    try:
+    async with await ListenerProcess.start(listener_settings(db_url, exchange)) as listener:
         await assert_equal_to_ledger(db, exchange, ids)
-        assert listener.metric('exchange_stream_resyncs_total{reason="reset"}') >= 1
-    finally:
-        listener.stop()
+        assert await listener.metric('exchange_stream_resyncs_total{reason="reset"}') >= 1
 
 
 async def test_new_epoch_resyncs_instead_of_resuming(
@@ -166,60 +156,49 @@ async def test_new_epoch_resyncs_instead_of_resuming(
     await exchange.configure(**LIFECYCLE)
     after = await place(api, 30)
     await assert_equal_to_ledger(db, exchange, after)
-    assert listener.metric('exchange_stream_resyncs_total{reason="epoch"}') >= 1
+    assert await listener.metric('exchange_stream_resyncs_total{reason="epoch"}') >= 1
 
 
 async def test_two_listeners_one_leads_and_the_other_takes_over(
     make_api: ApiFactory, exchange: SimProcess, db_url: str, db: asyncpg.Connection
 ) -> None:
     await exchange.configure(**LIFECYCLE)
-    a = ListenerProcess(listener_settings(db_url, exchange))
-    b = ListenerProcess(listener_settings(db_url, exchange))
-    try:
+    settings = listener_settings(db_url, exchange)
+    async with (
+        await ListenerProcess.start(settings) as a,
+        await ListenerProcess.start(settings) as b,
+    ):
         leaders = await eventually(lambda: _leaders(a, b), lambda ls: sum(ls) == 1, timeout_s=10)
         leader, standby = (a, b) if leaders[0] else (b, a)
         api = await make_api()
         ids = await place(api, 50)
         await assert_equal_to_ledger(db, exchange, ids)
-        assert standby.metric('exchange_stream_events_total{result="stored"}') == 0
-        leader.kill()
+        assert await standby.metric('exchange_stream_events_total{result="stored"}') == 0
+        await leader.kill()
         await eventually(lambda: _leaders(standby), lambda ls: ls == [1], timeout_s=10)
         ids += await place(api, 50)
         await assert_equal_to_ledger(db, exchange, ids)
-    finally:
-        a.stop()
-        b.stop()
 
 
 async def _leaders(*listeners: ListenerProcess) -> list[int]:
-    return [int(p.metric("exchange_stream_leader")) for p in listeners]
+    return [int(await p.metric("exchange_stream_leader")) for p in listeners]
 
 
 async def test_silent_peer_is_detected_and_left(
     exchange: SimProcess, listener: ListenerProcess
 ) -> None:
-    await eventually(_connected(listener), lambda c: c == 1)
-    reconnects = listener.metric("exchange_stream_reconnects_total")
+    connected = "exchange_stream_connected"
+    await eventually(lambda: listener.metric(connected), lambda c: c == 1)
+    reconnects = await listener.metric("exchange_stream_reconnects_total")
     await exchange.configure(stall=True)
     await exchange.disconnect()  # the next connection gets a hello, then silence
     await eventually(
-        _metric(listener, "exchange_stream_reconnects_total"),
+        lambda: listener.metric("exchange_stream_reconnects_total"),
         lambda n: n >= reconnects + 2,  # the forced close, then the silent connection given up
         timeout_s=40,
     )
     await exchange.configure(stall=False)
-    await eventually(_connected(listener), lambda c: c == 1, timeout_s=40)
-
-
-def _metric(listener: ListenerProcess, name: str) -> Any:
-    async def read() -> float:
-        return listener.metric(name)
-
-    return read
-
-
-def _connected(listener: ListenerProcess) -> Any:
-    return _metric(listener, "exchange_stream_connected")
+    await eventually(lambda: listener.metric(connected), lambda c: c == 1, timeout_s=40)
 
 
 async def test_database_outage_loses_no_event(
@@ -228,19 +207,18 @@ async def test_database_outage_loses_no_event(
     await exchange.configure(**LIFECYCLE)
     proxy = DbProxy(db_url)
     await proxy.start()
-    # Started in a thread: the proxy lives on this event loop and must keep serving meanwhile.
-    listener = await asyncio.to_thread(ListenerProcess, listener_settings(proxy.dsn, exchange))
     try:
-        api = await make_api()  # straight to the database: only the listener loses it
-        ids = await place(api, 100)
-        await proxy.cut()
-        ids += await place(api, 100)  # their fills stream while the listener cannot write
-        await exchange_idle(exchange, ids)
-        await proxy.start()
-        await assert_equal_to_ledger(db, exchange, ids)
-        await assert_never_backwards(db)
-        messages = [line["msg"] for line in listener.lines()]
-        assert any(m.startswith("database failed; giving up the lead") for m in messages)
+        # Its start is awaited without blocking this loop, on which the proxy serves.
+        async with await ListenerProcess.start(listener_settings(proxy.dsn, exchange)) as listener:
+            api = await make_api()  # straight to the database: only the listener loses it
+            ids = await place(api, 100)
+            await proxy.cut()
+            ids += await place(api, 100)  # their fills stream while the listener cannot write
+            await exchange_idle(exchange, ids)
+            await proxy.start()
+            await assert_equal_to_ledger(db, exchange, ids)
+            await assert_never_backwards(db)
+            messages = [line["msg"] for line in listener.lines()]
+            assert any(m.startswith("database failed; giving up the lead") for m in messages)
     finally:
-        listener.stop()
         await proxy.cut()

@@ -5,7 +5,7 @@ sees the first event), fewer than 500 series per process."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -63,16 +63,16 @@ def _sample_name(family: Metric) -> str:
 
 
 @pytest.fixture(params=[name for name, _ in MONITORED])
-def service(
+async def service(
     request: pytest.FixtureRequest, db_url: str, exchange: SimProcess
-) -> Iterator[tuple[str, Running]]:
+) -> AsyncIterator[tuple[str, Running]]:
     name = request.param
     start = dict(MONITORED)[name]
-    running = start(fast_settings(db_url, exchange.url))
+    running = await start(fast_settings(db_url, exchange.url))
     try:
         yield name, running
     finally:
-        running.stop()
+        await running.stop()
 
 
 async def test_metrics_follow_prometheus_conventions(service: tuple[str, Running]) -> None:

@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import LIMIT, MARKET, fast_settings
 from tests.procs import wait_http
-from tests.sim import ROOT, SimProcess, free_port
+from tests.sim import ROOT, SimProcess, free_port, wait_exit
 from tests.tracker_procs import MONITORED, Running
 
 DEPLOY = ROOT / "deploy"
@@ -83,16 +83,16 @@ async def expressions(http: aiohttp.ClientSession, prom: str) -> list[str]:
 
 
 @pytest.fixture
-def services(db_url: str, exchange: SimProcess) -> Iterator[dict[str, Running]]:
+async def services(db_url: str, exchange: SimProcess) -> AsyncIterator[dict[str, Running]]:
     settings = fast_settings(db_url, exchange.url, tracker_poll_interval_s=0.2)
     running: dict[str, Running] = {}
     try:
         for job, start in MONITORED:
-            running[job] = start(settings)
+            running[job] = await start(settings)
         yield running
     finally:
         for service in running.values():
-            service.stop()
+            await service.stop()
 
 
 @pytest.fixture
@@ -113,15 +113,13 @@ async def prometheus(services: dict[str, Running], tmp_path: Path) -> AsyncItera
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready", proc, timeout_s=30)
+        await wait_http(f"http://127.0.0.1:{port}/-/ready", proc, timeout_s=30)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
+        if await wait_exit(proc, 15) is None:
             proc.kill()
-            proc.wait()
+            await wait_exit(proc, 15)
 
 
 async def _query(http: aiohttp.ClientSession, prom: str, expr: str) -> list[Any]:

@@ -89,27 +89,21 @@ async def test_kill_9_loses_no_pending_retry(
     db_url: str, exchange: SimProcess, db: asyncpg.Connection
 ) -> None:
     settings = fast_settings(db_url, exchange.url, retry_base_s=0.5, retry_cap_s=1.0)
-    api = ApiProcess(settings)
-    try:
+    async with await ApiProcess.start(settings) as api:
         await exchange.configure(failure_rate=1.0)
         ids = await _post_many(api.url, 20)
         # Slow the venue down so that some attempts are in flight when the process dies.
         await exchange.configure(failure_rate=0.0, latency_ms=300)
         await eventually(exchange.requests, lambda r: sum(c["lookup"] for c in r.values()) > 3)
-        api.kill()
-    finally:
-        api.stop()
+        await api.kill()
     assert await db.fetchval("SELECT count(*) FROM orders WHERE status = 'IN PROGRESS'") > 0
 
-    restarted = ApiProcess(settings)
-    try:
+    async with await ApiProcess.start(settings):
         rows = await eventually(
             lambda: db.fetch("SELECT id, status FROM orders"),
             lambda rs: all(r["status"] != "IN PROGRESS" for r in rs),
             timeout_s=60,
         )
-    finally:
-        restarted.stop()
     assert {str(r["id"]) for r in rows} == set(ids)
     assert all(r["status"] == "SUCCESS" for r in rows)
     ledger = await exchange.ledger()
@@ -121,8 +115,10 @@ async def test_two_instances_never_work_on_one_order_at_once(
 ) -> None:
     await exchange.configure(failure_rate=0.5, latency_ms=100, accept_duplicate_ids=True)
     settings = fast_settings(db_url, exchange.url)
-    first, second = ApiProcess(settings), ApiProcess(settings)
-    try:
+    async with (
+        await ApiProcess.start(settings) as first,
+        await ApiProcess.start(settings) as second,
+    ):
         batches = await asyncio.gather(_post_many(first.url, 20), _post_many(second.url, 20))
         ids = [order_id for batch in batches for order_id in batch]
         rows = await eventually(
@@ -130,10 +126,7 @@ async def test_two_instances_never_work_on_one_order_at_once(
             lambda rs: all(r["status"] != "IN PROGRESS" for r in rs),
             timeout_s=90,
         )
-        retries = [api.metric("orders_placement_retries_total") for api in (first, second)]
-    finally:
-        first.stop()
-        second.stop()
+        retries = [await api.metric("orders_placement_retries_total") for api in (first, second)]
     assert len(rows) == len(ids) == 40
     assert all(r > 0 for r in retries), retries  # both instances did retry work
     assert (await exchange.stats())["overlapping_requests"] == 0

@@ -7,13 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
 
 from tests.helpers import MARKET, eventually
 from tests.procs import wait_http
-from tests.sim import free_port
+from tests.sim import free_port, wait_exit
 
 
 def _listening(port: int) -> bool:
@@ -33,16 +34,13 @@ async def test_stack_with_embedded_database_serves_an_order_and_stops_cleanly(
         "TRACKER_PORT": str(tracker_port),
         "EXCHANGE_URL": f"http://127.0.0.1:{sim_port}",
     }
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, once the stack has stopped)
     stack = subprocess.Popen(
-        [sys.executable, "-m", "orders_ops.stack"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "orders_ops.stack"], cwd=tmp_path, env=env, stdout=log
     )
     try:
         # SPEC §6: a fresh start (initdb included) serves POST /orders within 60 s.
-        wait_http(f"http://127.0.0.1:{api_port}/health/ready", stack, timeout_s=60)
+        await wait_http(f"http://127.0.0.1:{api_port}/health/ready", stack, timeout_s=60)
         async with (
             aiohttp.ClientSession() as http,
             http.post(f"http://127.0.0.1:{api_port}/orders", json=MARKET) as resp,
@@ -56,8 +54,14 @@ async def test_stack_with_embedded_database_serves_an_order_and_stops_cleanly(
         assert (tmp_path / ".data" / "pg" / "PG_VERSION").exists()
     finally:
         stack.send_signal(signal.SIGINT)
-        out, _ = stack.communicate(timeout=60)
-    assert stack.returncode == 0
+        code = await wait_exit(stack, 60)
+        if code is None:
+            stack.kill()
+            await wait_exit(stack, 10)
+        log.seek(0)
+        out = log.read().decode(errors="replace")
+        log.close()
+    assert code == 0, out
     for port in (api_port, sim_port, listener_port, tracker_port):
         assert f"http://127.0.0.1:{port}" in out
     assert not _listening(api_port)

@@ -68,9 +68,11 @@ async def test_fifty_failures_reported_exactly_once_across_restart_and_two_track
         tracker_webhook_retry_base_s=0.1,
         tracker_webhook_retry_cap_s=0.5,
     )
-    api = ApiProcess(settings)
-    first, second = TrackerProcess(settings), TrackerProcess(settings)
-    try:
+    async with (
+        await ApiProcess.start(settings) as api,
+        await TrackerProcess.start(settings) as first,
+        await TrackerProcess.start(settings) as second,
+    ):
         ids = await _post(api.url, ORDERS)
         await eventually(
             lambda: db.fetchval("SELECT count(*) FROM orders WHERE status = 'FAILURE'"),
@@ -89,19 +91,12 @@ async def test_fifty_failures_reported_exactly_once_across_restart_and_two_track
         assert line["level"] == "WARNING"
         assert line["attempts"] >= 1
         assert line["last_error"]
-    finally:
-        first.stop()
-        second.stop()
-        api.stop()
 
-    restarted = TrackerProcess(settings)
-    try:
+    async with await TrackerProcess.start(settings) as restarted:
         # Restarted, it leads (nobody else runs), and its cycles find nothing new.
         await eventually(lambda: _leading(restarted.url), bool, timeout_s=20)
         await asyncio.sleep(1.0)  # ten poll intervals
         assert restarted.reported() == []
-    finally:
-        restarted.stop()
     assert receiver.order_ids() == Counter(ids)
 
 
@@ -120,27 +115,28 @@ async def test_failures_during_a_database_outage_are_reported_once_it_is_back(
         proxy.dsn, exchange.url, tracker_webhook_url=receiver.url, tracker_poll_interval_s=0.1,
         tracker_webhook_retry_base_s=0.1, tracker_webhook_retry_cap_s=0.5, db_command_timeout_s=2.0,
     )  # fmt: skip
-    api = ApiProcess(fast_settings(db_url, exchange.url))  # the API keeps its database
-    # In a thread: the proxy lives on this event loop and must keep serving meanwhile.
-    tracker = await asyncio.to_thread(TrackerProcess, tracker_settings)
+    api_settings = fast_settings(db_url, exchange.url)  # the API keeps its database
     try:
-        await proxy.cut()
-        ids = await _post(api.url, 10)
-        await eventually(
-            lambda: db.fetchval("SELECT count(*) FROM orders WHERE status = 'FAILURE'"),
-            lambda n: n == 10,
-            timeout_s=60,
-        )
-        assert tracker.reported() == []
-        await proxy.start()
-        await eventually(
-            lambda: asyncio.sleep(0, sorted(tracker.reported())), lambda r: r == sorted(ids)
-        )
-        await eventually(
-            lambda: asyncio.sleep(0, receiver.order_ids()), lambda c: set(c) == set(ids)
-        )
-        assert all(n == 1 for n in receiver.order_ids().values())
+        # Both wait for their start without blocking this loop, on which the proxy serves.
+        async with (
+            await ApiProcess.start(api_settings) as api,
+            await TrackerProcess.start(tracker_settings) as tracker,
+        ):
+            await proxy.cut()
+            ids = await _post(api.url, 10)
+            await eventually(
+                lambda: db.fetchval("SELECT count(*) FROM orders WHERE status = 'FAILURE'"),
+                lambda n: n == 10,
+                timeout_s=60,
+            )
+            assert tracker.reported() == []
+            await proxy.start()
+            await eventually(
+                lambda: asyncio.sleep(0, sorted(tracker.reported())), lambda r: r == sorted(ids)
+            )
+            await eventually(
+                lambda: asyncio.sleep(0, receiver.order_ids()), lambda c: set(c) == set(ids)
+            )
+            assert all(n == 1 for n in receiver.order_ids().values())
     finally:
-        tracker.stop()
-        api.stop()
         await proxy.cut()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,13 +61,13 @@ class WebhookReceiver:
 class Running(Protocol):
     url: str
 
-    def stop(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 # Every service that exports /metrics, as (Prometheus job, how to start it). The conventions test
 # and the real-Prometheus test run over this list: the listener joins with one line here.
-MONITORED: list[tuple[str, Callable[[SystemSettings], Running]]] = [
-    ("orders-api", ApiProcess),
-    ("exchange-listener", ListenerProcess),
-    ("tracker", TrackerProcess),
+MONITORED: list[tuple[str, Callable[[SystemSettings], Awaitable[Running]]]] = [
+    ("orders-api", ApiProcess.start),
+    ("exchange-listener", ListenerProcess.start),
+    ("tracker", TrackerProcess.start),
 ]
