@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -229,12 +230,19 @@ async def test_timeout_rate_books_then_never_answers(
 ) -> None:
     await exchange.configure(timeout_rate=1)
     body = order_body()
-    with pytest.raises(TimeoutError):
-        await http.post(
-            f"{exchange.url}/v1/orders", json=body, timeout=aiohttp.ClientTimeout(total=0.5)
-        )
+    posting = asyncio.ensure_future(http.post(f"{exchange.url}/v1/orders", json=body))
 
+    async def booked() -> bool:
+        return body["client_order_id"] in await exchange.ledger()
+
+    await eventually(booked)
+    # Decided and booked, yet the request is still in flight and its client has no answer.
+    assert (await exchange.stats())["in_flight"] == 1
+    assert not posting.done()
     assert (await exchange.ledger())[body["client_order_id"]]["placements"] == 1
+    posting.cancel()  # the client gives up
+    with contextlib.suppress(asyncio.CancelledError):
+        await posting
 
     async def released() -> bool:  # the client left, so the hung handler was cancelled
         return (await exchange.stats())["in_flight"] == 0

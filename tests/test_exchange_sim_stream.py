@@ -269,10 +269,36 @@ async def test_stall_sends_nothing_after_hello(
     await exchange.configure(**FAST, stall=True)
     async with await connect(http, exchange, autoping=False) as ws:
         await hello(ws)
-        await place(http, exchange)
+        cid = await place(http, exchange)
         await ws.ping()
-        with pytest.raises(TimeoutError):  # not an event, a heartbeat nor a pong
-            await ws.receive(timeout=0.5)
+        # The exchange had an event, heartbeats and a pong to send: a connection opened later,
+        # without the stall, gets all three.
+        await exchange.configure(stall=False)
+        async with await connect(http, exchange, from_seq=0, autoping=False) as live:
+            await hello(live)
+            await live.ping()
+            seen = await _until_seen(live, {"report", "heartbeat", "pong"})
+            assert seen["report"]["client_order_id"] == cid
+        # Closed by the exchange, the stalled connection ends with what the exchange sent on it
+        # before the close: nothing, not an event, a heartbeat nor a pong.
+        await exchange.disconnect()
+        msg = await ws.receive(timeout=WAIT_S)
+        assert msg.type in CLOSED, msg
+
+
+async def _until_seen(ws: Ws, kinds: set[str]) -> dict[str, Any]:
+    """Read `ws` until it has brought one message of each kind (report, heartbeat, pong)."""
+    seen: dict[str, Any] = {}
+    while not kinds <= seen.keys():
+        msg = await ws.receive(timeout=WAIT_S)
+        if msg.type == aiohttp.WSMsgType.PONG:
+            seen["pong"] = msg
+            continue
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        message = json.loads(msg.data)
+        kind = "report" if message["type"] == "execution_report" else message["type"]
+        seen.setdefault(kind, message)
+    return seen
 
 
 async def test_without_stall_the_server_answers_pings(

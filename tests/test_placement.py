@@ -3,15 +3,14 @@ deadlines, and FAILURE only when the exchange confirms it holds nothing."""
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.api_fixtures import ApiFactory
-from tests.helpers import LIMIT, MARKET, final_row, order_row
+from tests.helpers import LIMIT, MARKET, eventually, final_row, order_row
 from tests.sim import SimProcess
+from tests.tcp_proxy import VenueLink
 
 Client = TestClient[web.Request, web.Application]
 
@@ -70,20 +69,28 @@ async def test_timeout_after_accepting_is_looked_up_not_placed_again(
 
 
 async def test_slow_venue_cannot_book_after_the_deadline(
-    api: Client, exchange: SimProcess, db: asyncpg.Connection
+    make_api: ApiFactory, exchange: SimProcess, db: asyncpg.Connection
 ) -> None:
     # The first request reaches its decision 2.5 s after it was sent, long after our 0.5 s
     # timeout and after the retry has placed the order again. Only the deadline stops it booking.
-    await exchange.configure(latency_ms=2500, accept_duplicate_ids=True)
-    order = await (await api.post("/orders", json=MARKET)).json()
-    assert order["status"] == "IN PROGRESS"
-    await exchange.configure(latency_ms=0)
+    # Over the link, the exchange does not learn that we stopped waiting: it does decide.
+    link = VenueLink(exchange.url)
+    await link.start()
+    try:
+        api = await make_api(exchange_url=link.url)
+        await exchange.configure(latency_ms=2500, accept_duplicate_ids=True)
+        order = await (await api.post("/orders", json=MARKET)).json()
+        assert order["status"] == "IN PROGRESS"
+        await exchange.configure(latency_ms=0)
 
-    row = await final_row(db, order["id"])
-    assert row["status"] == "SUCCESS"
-    assert (await exchange.requests())[order["id"]]["place"] == 2
-    await asyncio.sleep(2.5)  # let the first request reach its (late) decision
-    assert (await exchange.ledger())[order["id"]]["placements"] == 1
+        row = await final_row(db, order["id"])
+        assert row["status"] == "SUCCESS"
+        assert (await exchange.requests())[order["id"]]["place"] == 2
+        # The first request has reached its (late) decision once the exchange holds no request.
+        await eventually(exchange.stats, lambda stats: stats["in_flight"] == 0, timeout_s=10)
+        assert (await exchange.ledger())[order["id"]]["placements"] == 1
+    finally:
+        await link.stop()
 
 
 async def test_rejected_order_fails_at_once_and_is_not_retried(
@@ -95,8 +102,10 @@ async def test_rejected_order_fails_at_once_and_is_not_retried(
     row = await final_row(db, order["id"])
     assert row["attempts"] == 1
     assert "rejected" in row["last_error"]
-    await asyncio.sleep(0.5)  # several sweeps: nothing may retry it
+    await exchange.configure(reject_rate=0.0)
+    await sweeps_ran(api, exchange, db, 3)  # several sweeps: nothing may retry it
     assert (await exchange.requests())[order["id"]]["place"] == 1
+    assert (await order_row(db, order["id"]))["attempts"] == 1
 
 
 async def test_outage_keeps_order_in_progress_until_the_exchange_answers(
@@ -106,9 +115,14 @@ async def test_outage_keeps_order_in_progress_until_the_exchange_answers(
     await exchange.configure(outage=True)
     order = await (await api.post("/orders", json=MARKET)).json()
     assert order["status"] == "IN PROGRESS"
-    # Attempts are used up, but while lookups fail nothing can confirm absence: no FAILURE.
-    await asyncio.sleep(1.5)
-    status = await db.fetchval("SELECT status FROM orders WHERE id = $1::uuid", order["id"])
+    # Attempts are used up, but while lookups fail nothing can confirm absence: no FAILURE. A
+    # lookup starts only once the one before it is recorded: at the third, two have been.
+
+    async def progress() -> tuple[int, str]:
+        lookups: int = (await exchange.requests())[order["id"]]["lookup"]
+        return lookups, (await order_row(db, order["id"]))["status"]
+
+    _, status = await eventually(progress, lambda p: p[0] >= 3 or p[1] != "IN PROGRESS")
     assert status == "IN PROGRESS"
     assert (await exchange.requests())[order["id"]]["lookup"] >= 2
     assert (await exchange.requests())[order["id"]]["place"] == 1
@@ -128,3 +142,15 @@ async def test_exchange_down_answers_201_in_progress(
     assert order["status"] == "IN PROGRESS"
     row = await order_row(db, order["id"])
     assert row["last_error"].startswith("exchange connection error")
+
+
+async def sweeps_ran(
+    api: Client, exchange: SimProcess, db: asyncpg.Connection, sweeps: int
+) -> None:
+    """Return once the retry sweep has claimed work `sweeps` times since the call: an order whose
+    first `sweeps` placement requests fail is placed only by that many claims of the sweep. Every
+    order due meanwhile had the same chances to be claimed."""
+    await exchange.configure(fail_next=sweeps)
+    probe = await (await api.post("/orders", json=MARKET)).json()
+    row = await final_row(db, probe["id"])
+    assert (row["status"], row["attempts"]) == ("SUCCESS", sweeps + 1)

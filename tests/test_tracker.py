@@ -36,6 +36,10 @@ SELECT gen_random_uuid(), 'market', 'buy', $1, 1, $2,
        CASE WHEN $2 = 'SUCCESS' THEN 'x' END, 6, CASE WHEN $2 = 'FAILURE' THEN 'exchange 503' END
   FROM generate_series(1, $4) AS g"""
 COUNTS = "SELECT status, sum(orders) AS n FROM orders_status_counts GROUP BY status"
+LATER = "GB0002634946"  # the instrument of an order inserted later than the others
+DELIVERED_AT = """
+SELECT r.webhook_delivered_at FROM tracker_reports AS r JOIN orders AS o ON o.id = r.order_id
+ WHERE o.instrument = $1"""
 TRUTH = "SELECT status, count(*) AS n FROM orders GROUP BY status"
 
 
@@ -204,14 +208,22 @@ async def test_stuck_orders_reported_once_and_webhook_retried(
         delivered = await eventually(
             lambda: asyncio.sleep(0, hook.order_ids("stuck")), lambda c: len(c) == 2
         )
-        await asyncio.sleep(0.5)  # ten more cycles report nothing again
+        # More cycles report nothing again. The proof that they ran: one more stuck order, which
+        # they report and deliver (refused once: two delivery rounds) after the first two.
+        await _insert(db, "IN PROGRESS", 1, datetime.now(UTC) - timedelta(seconds=30), LATER)
+        seen = await eventually(
+            lambda: asyncio.sleep(0, hook.order_ids("stuck")), lambda c: len(c) == 3
+        )
     finally:
         await hook.stop()
     assert set(delivered.values()) == {1}
-    assert len(hook.posts) == 4  # each refused once, then delivered
+    assert delivered.keys() <= seen.keys()
+    assert set(seen.values()) == {1}  # the first two not again
+    assert len(hook.posts) == 6  # each refused once, then delivered
     assert {b["kind"] for _, b in hook.posts} == {"stuck"}
+    await eventually(lambda: db.fetchval(DELIVERED_AT, LATER), lambda at: at is not None)
     rows = await db.fetch("SELECT webhook_attempts FROM tracker_reports WHERE kind = 'stuck'")
-    assert [r["webhook_attempts"] for r in rows] == [2, 2]
+    assert [r["webhook_attempts"] for r in rows] == [2, 2, 2]
 
 
 async def test_two_trackers_one_leads_and_the_other_takes_over(

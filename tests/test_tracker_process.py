@@ -19,6 +19,11 @@ from tests.tcp_proxy import DbProxy
 from tests.tracker_procs import WebhookReceiver
 
 ORDERS = 50
+ONE_MORE_FAILURE = """
+INSERT INTO orders (id, type, side, instrument, quantity, status, failed_at, attempts, last_error)
+VALUES (gen_random_uuid(), 'market', 'buy', 'US0378331005', 1, 'FAILURE', clock_timestamp(), 6,
+        'exchange 503: Connection not available')
+RETURNING id"""
 
 
 @pytest.fixture
@@ -93,11 +98,13 @@ async def test_fifty_failures_reported_exactly_once_across_restart_and_two_track
         assert line["last_error"]
 
     async with await TrackerProcess.start(settings) as restarted:
-        # Restarted, it leads (nobody else runs), and its cycles find nothing new.
+        # Restarted, it leads (nobody else runs), and its cycles find nothing new: the proof that
+        # they ran is one more failure, which they report (and deliver) alone.
         await eventually(lambda: _leading(restarted.url), bool, timeout_s=20)
-        await asyncio.sleep(1.0)  # ten poll intervals
-        assert restarted.reported() == []
-    assert receiver.order_ids() == Counter(ids)
+        later = str(await db.fetchval(ONE_MORE_FAILURE))
+        await eventually(lambda: asyncio.sleep(0, receiver.order_ids()[later]), lambda n: n == 1)
+        assert restarted.reported() == [later]
+    assert receiver.order_ids() == Counter([*ids, later])
 
 
 async def _leading(url: str) -> bool:
