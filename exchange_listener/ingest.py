@@ -1,5 +1,7 @@
-"""The leader's work: follow the exchange's stream into the database, resynchronising over REST
-whenever the stream cannot be trusted to be complete (a gap, a `reset`, a new epoch)."""
+"""The leader's work: follow the exchange's stream into the database. A gap is replayed from the
+stream (reconnecting from the committed position), so every event is stored; only what the
+stream cannot give back (a `reset`: our position is older than it retains; a new epoch; a gap
+that replays do not close) is resynchronised over REST, which knows each order's latest state."""
 
 from __future__ import annotations
 
@@ -41,6 +43,19 @@ class Resync(Exception):
         self.epoch = epoch
 
 
+class Replay(Exception):
+    """Events known to exist stayed missing: reconnect, and the stream replays from our position."""
+
+    def __init__(self, epoch: str, taken: int) -> None:
+        super().__init__("gap")
+        self.epoch = epoch
+        self.taken = taken
+
+
+# Replays in a row that leave a gap where it was before a REST resync closes it instead.
+MAX_REPLAYS = 2
+
+
 class DeadPeer(Exception):
     """Nothing, not even a heartbeat, arrived for too long."""
 
@@ -69,11 +84,22 @@ class Ingestor:
     async def run(self) -> None:
         """Forever, or until the database fails (the caller then gives up the lead)."""
         failures = 0
+        stuck_at, replays = -1, 0  # where the last gap was, replays that did not get past it
         while True:
             position = await store.read_position(self._conn)
             metrics.COMMITTED_SEQ.set(position.seq)
             try:
                 received = await self._follow(position)
+            except Replay as gap:
+                replays = replays + 1 if gap.taken <= stuck_at else 1
+                stuck_at = gap.taken
+                if replays > MAX_REPLAYS:
+                    await self._resync(Resync("gap", gap.epoch))
+                    stuck_at, replays = -1, 0
+                else:
+                    metrics.REPLAYS.inc()
+                    log.info("gap in the stream: replaying", extra={"from_seq": gap.taken})
+                continue
             except Resync as resync:
                 await self._resync(resync)
                 continue
@@ -124,7 +150,7 @@ class Ingestor:
                 if batch.events and now >= batch.due:
                     await self._write(epoch, batch, sequencer)
                 if sequencer.gap_age(now) > self._settings.listener_gap_timeout_s:
-                    raise Resync("gap", epoch)
+                    raise Replay(epoch, sequencer.taken)
                 wait = heard + self._settings.listener_dead_after_s - now
                 if wait <= 0:
                     raise DeadPeer(f"silent for {self._settings.listener_dead_after_s}s")

@@ -25,6 +25,10 @@ RESYNCS = Counter(
     "exchange_stream_resyncs_total", "Resynchronisations over REST, by cause", ["reason"]
 )
 RESYNC_REASONS = ("gap", "reset", "epoch")
+REPLAYS = Counter(
+    "exchange_stream_replays_total",
+    "Gaps in the stream closed by reconnecting and replaying from the committed position",
+)
 BATCH_SIZE = Histogram(
     "exchange_stream_batch_size_events",
     "Events per database write",

@@ -56,6 +56,12 @@ class SimConfig(BaseModel):
     drop_rate: float = Field(
         default=0.0, ge=0, le=1, description="share of stream events after which it disconnects"
     )
+    lose_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of stream events a live connection never sends (a replay has them)",
+    )
     duplicate_rate: float = Field(
         default=0.0, ge=0, le=1, description="share of stream events sent twice"
     )

@@ -147,6 +147,8 @@ class _Sender:
             self._faults.shuffle(batch)
         config = self._faults.config
         for event in batch:
+            if self._faults.chance(config.lose_rate):
+                continue  # lost on the way: the log keeps it for a replay
             copies = 2 if self._faults.chance(config.duplicate_rate) else 1
             for _ in range(copies):
                 await self._ws.send_json(event)

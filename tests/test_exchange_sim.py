@@ -311,6 +311,7 @@ START_KNOBS = {
     "retention": 100000,
     "heartbeat_ms": 1000,
     "drop_rate": 0.0,
+    "lose_rate": 0.0,
     "duplicate_rate": 0.0,
     "reorder_window": 0,
     "stall": False,
