@@ -50,6 +50,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/_sim/config", handlers.update_config)
     app.router.add_get("/_sim/ledger", handlers.ledger)
     app.router.add_get("/_sim/requests", handlers.requests_seen)
+    app.router.add_get("/_sim/placements", handlers.placements)
     app.router.add_get("/_sim/stats", handlers.stats)
     app.router.add_post("/_sim/reset", handlers.reset)
     app.router.add_post("/_sim/disconnect", stream.disconnect)

@@ -24,6 +24,12 @@ class SimConfig(BaseModel):
     latency_ms: int = Field(
         default=500, ge=0, description="delay before place, lookup and cancel decide"
     )
+    lookup_latency_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="delay before a lookup reads the book (reads faster than order entry); "
+        "null: latency_ms",
+    )
     timeout_rate: float = Field(
         default=0.0, ge=0, le=1, description="share of placements booked, then never answered"
     )

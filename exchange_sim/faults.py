@@ -31,6 +31,11 @@ class Faults:
     def latency_s(self) -> float:
         return self.config.latency_ms / 1000
 
+    @property
+    def lookup_latency_s(self) -> float:
+        lookup_ms = self.config.lookup_latency_ms
+        return (self.config.latency_ms if lookup_ms is None else lookup_ms) / 1000
+
     def placement_unavailable(self) -> bool:
         """Whether a placement gets the immediate 503: `fail_next` first, then `failure_rate`."""
         if self.config.fail_next > 0:

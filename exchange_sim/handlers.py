@@ -10,6 +10,7 @@ from aiohttp import web
 
 from exchange_sim.keys import BOOK, FAULTS, LIFECYCLE, TRAFFIC
 from exchange_sim.schemas import PlaceOrder, parse_place_order, peek_client_order_id
+from exchange_sim.traffic import Placement
 
 UNAVAILABLE = "Connection not available"
 
@@ -30,12 +31,18 @@ async def _latency(app: web.Application) -> None:
 
 
 async def place_order(request: web.Request) -> web.Response:
+    traffic = request.app[TRAFFIC]
+    received_at = datetime.now(UTC)
     raw = await request.read()
-    with request.app[TRAFFIC].track(peek_client_order_id(raw), "place"):
-        return await _place(request.app, raw)
+    client_order_id = peek_client_order_id(raw)
+    record = traffic.placement(client_order_id, received_at)
+    with traffic.track(client_order_id, "place"):
+        response = await _place(request.app, raw, record)
+    record.answered(response.status)
+    return response
 
 
-async def _place(app: web.Application, raw: bytes) -> web.Response:
+async def _place(app: web.Application, raw: bytes, record: Placement) -> web.Response:
     faults = app[FAULTS]
     if faults.config.outage:
         return outage()
@@ -45,6 +52,7 @@ async def _place(app: web.Application, raw: bytes) -> web.Response:
         order_request = parse_place_order(raw)
     except ValueError as exc:
         return json_error(400, str(exc))
+    record.valid_until = order_request.valid_until
     await _latency(app)
     return await _decide(app, order_request)
 
@@ -73,7 +81,7 @@ async def get_order(request: web.Request) -> web.Response:
     with request.app[TRAFFIC].track(client_order_id, "lookup"):
         if request.app[FAULTS].config.outage:
             return outage()
-        await _latency(request.app)
+        await asyncio.sleep(request.app[FAULTS].lookup_latency_s)
         order = request.app[BOOK].get(client_order_id)
         if order is None:
             return json_error(404, "order not found")
@@ -118,6 +126,10 @@ async def ledger(request: web.Request) -> web.Response:
 
 async def requests_seen(request: web.Request) -> web.Response:
     return web.json_response(request.app[TRAFFIC].requests())
+
+
+async def placements(request: web.Request) -> web.Response:
+    return web.json_response({"placements": request.app[TRAFFIC].placements()})
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -1,14 +1,46 @@
-"""What the exchange has been asked: requests per client order id, and overlapping requests
-(two requests on one id handled at the same time), so tests can prove who did what and when."""
+"""What the exchange has been asked: requests per client order id, overlapping requests
+(two requests on one id handled at the same time), and a log of placement requests with their
+times, so tests can prove who did what and when."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 Kind = Literal["place", "lookup", "cancel"]
 KINDS: tuple[Kind, ...] = ("place", "lookup", "cancel")
+# Placement requests the log keeps (the newest): a bound on memory for a long-running exchange.
+PLACEMENTS_KEPT = 500_000
+
+
+@dataclass
+class Placement:
+    """One placement request: when it arrived, the `valid_until` it carried (None when its body
+    was invalid), and the status it was answered with (None while unanswered, or for good when
+    it hung or its client left before the answer)."""
+
+    client_order_id: str | None
+    received_at: datetime
+    valid_until: datetime | None = None
+    status: int | None = None
+    answered_at: datetime | None = None
+
+    def answered(self, status: int) -> None:
+        self.status = status
+        self.answered_at = datetime.now(UTC)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "client_order_id": self.client_order_id,
+            "received_at": self.received_at.isoformat(),
+            "valid_until": None if self.valid_until is None else self.valid_until.isoformat(),
+            "status": self.status,
+            "answered_at": None if self.answered_at is None else self.answered_at.isoformat(),
+        }
 
 
 class Traffic:
@@ -17,6 +49,16 @@ class Traffic:
         self._in_flight: dict[str, int] = {}
         self._overlapping = 0
         self._max_in_flight = 0
+        self._placements: deque[Placement] = deque(maxlen=PLACEMENTS_KEPT)
+
+    def placement(self, client_order_id: str | None, received_at: datetime) -> Placement:
+        """Log a placement request that arrived at `received_at`; the handler fills in the rest."""
+        record = Placement(client_order_id, received_at)
+        self._placements.append(record)
+        return record
+
+    def placements(self) -> list[dict[str, Any]]:
+        return [record.as_json() for record in self._placements]
 
     @contextmanager
     def track(self, client_order_id: str | None, kind: Kind) -> Iterator[None]:
@@ -54,3 +96,4 @@ class Traffic:
         self._in_flight = {}
         self._overlapping = 0
         self._max_in_flight = 0
+        self._placements = deque(maxlen=PLACEMENTS_KEPT)

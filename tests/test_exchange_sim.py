@@ -250,6 +250,81 @@ async def test_timeout_rate_books_then_never_answers(
     await eventually(released)
 
 
+async def test_lookup_latency_reads_the_book_before_a_slow_placement_decides(
+    exchange: SimProcess, http: aiohttp.ClientSession
+) -> None:
+    """Reads faster than order entry: a lookup sent while a placement is in flight reads the
+    book at once and finds nothing, though the placement books the order a moment later."""
+    await exchange.configure(latency_ms=800, lookup_latency_ms=0)
+    body = order_body()
+    posting = asyncio.ensure_future(place(http, exchange, body))
+    await asyncio.sleep(0.1)
+    started = asyncio.get_running_loop().time()
+    assert (await lookup(http, exchange, body["client_order_id"]))[0] == 404
+    assert asyncio.get_running_loop().time() - started < 0.5
+    assert (await posting)[0] == 201
+    assert (await lookup(http, exchange, body["client_order_id"]))[0] == 200
+
+
+async def _placements(sim: SimProcess, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+    status, body = await call(http, "GET", f"{sim.url}/_sim/placements")
+    assert status == 200
+    placements: list[dict[str, Any]] = body["placements"]
+    return placements
+
+
+async def test_placements_log_every_request_with_its_times(
+    exchange: SimProcess, http: aiohttp.ClientSession
+) -> None:
+    """`GET /_sim/placements`: each placement request with when it arrived, the valid_until it
+    carried and how it was answered, so a test can prove no two requests for one id were live
+    at once."""
+    body = order_body()
+    before = datetime.now(UTC)
+    assert (await place(http, exchange, body))[0] == 201
+    assert (await place(http, exchange, body))[0] == 409
+    await exchange.configure(fail_next=1)
+    assert (await place(http, exchange, body))[0] == 503
+    assert (await place(http, exchange, order_body(quantity=0)))[0] == 400
+
+    log = await _placements(exchange, http)
+    assert [(p["client_order_id"], p["status"]) for p in log] == [
+        (body["client_order_id"], 201),
+        (body["client_order_id"], 409),
+        (body["client_order_id"], 503),
+        (log[3]["client_order_id"], 400),
+    ]
+    first = log[0]
+    assert datetime.fromisoformat(first["valid_until"]) == datetime.fromisoformat(
+        body["valid_until"]
+    )
+    received = datetime.fromisoformat(first["received_at"])
+    assert before <= received <= datetime.fromisoformat(first["answered_at"])
+    # Neither the 503 (decided before the body is read) nor the invalid body carries one.
+    assert [p["valid_until"] for p in log[2:]] == [None, None]
+
+    await exchange.reset()
+    assert await _placements(exchange, http) == []
+
+
+async def test_a_placement_that_hangs_stays_unanswered_in_the_log(
+    exchange: SimProcess, http: aiohttp.ClientSession
+) -> None:
+    await exchange.configure(timeout_rate=1)
+    body = order_body()
+    with contextlib.suppress(TimeoutError):
+        async with http.post(
+            f"{exchange.url}/v1/orders", json=body, timeout=aiohttp.ClientTimeout(total=0.3)
+        ):
+            pass
+    (entry,) = await _placements(exchange, http)
+    assert (entry["client_order_id"], entry["status"], entry["answered_at"]) == (
+        body["client_order_id"],
+        None,
+        None,
+    )
+
+
 INVALID_BODIES: dict[str, bytes] = {
     "not json": b"{nope",
     "not an object": b"[1, 2]",
@@ -298,6 +373,7 @@ START_KNOBS = {
     "failure_rate": 0.0,
     "outage": False,
     "latency_ms": 0,
+    "lookup_latency_ms": None,
     "timeout_rate": 0.0,
     "reject_rate": 0.0,
     "accept_duplicate_ids": False,
