@@ -1,13 +1,27 @@
-"""Reading docker-compose.yml, the Dockerfile and .dockerignore the way Docker would, enough for
-tests/test_containers.py to check them against the code and to run the compose layout without
-Docker."""
+"""docker-compose.yml as docker compose resolves it, the Dockerfile, and the build context
+.dockerignore leaves, for tests/test_containers.py to check them against the code and to run the
+compose layout without Docker.
+
+What compose decides is asked of compose: `docker-compose config` interpolates the variables,
+expands anchors and merges, makes paths absolute and normalises ports and healthchecks. Which
+files `.dockerignore` keeps out of the build context is asked of docker-compose's own build code:
+docker-py, with which its classic builder (COMPOSE_DOCKER_CLI_BUILD=0) packs the context. The
+default BuildKit builder matches with Go's moby/patternmatcher, which needs an engine here; for the
+plain names and `**/` patterns of our .dockerignore the two agree. Only the Dockerfile is still
+read by our own code: no tool on this machine parses one into instructions (hadolint checks it).
+"""
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import json
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +34,6 @@ from tests.sim import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = ROOT / "pyproject.toml"
 
 # Each long-running service (its console script) -> the variable that sets its listen port.
@@ -31,14 +44,81 @@ PORT_VARIABLE = {
     "exchange-sim": "EXCHANGE_SIM_PORT",
 }
 
-_VARIABLE = re.compile(
-    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}"
-)
+
+def compose_command() -> list[str] | None:
+    """Debian's docker-compose (what .ci/run installs), else the docker CLI's compose plugin."""
+    legacy = shutil.which("docker-compose")
+    if legacy is not None:
+        return [legacy]
+    docker = shutil.which("docker")
+    if docker is not None:
+        plugin = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, timeout=30, check=False
+        )
+        if plugin.returncode == 0:
+            return [docker, "compose"]
+    return None
 
 
-def load_compose() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
-    return data
+@dataclass(frozen=True)
+class Resolved:
+    config: dict[str, Any]  # the file as compose resolved it (shared: do not change it)
+    warnings: str  # what compose said on stderr
+
+
+@functools.cache
+def compose_config(tool: tuple[str, ...], variables: tuple[tuple[str, str], ...] = ()) -> Resolved:
+    """`docker compose config` of docker-compose.yml, with `variables` as the only ones set: not
+    this shell's, not an `.env` file's."""
+    env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ} | dict(variables)
+    with tempfile.NamedTemporaryFile("w", suffix=".env") as no_env_file:
+        done = subprocess.run(
+            [*tool, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE),
+             "--env-file", no_env_file.name, "config"],
+            capture_output=True, text=True, timeout=60, check=False, env=env,
+            cwd=tempfile.gettempdir(),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return Resolved(yaml.safe_load(done.stdout), done.stderr)
+
+
+def compose_python() -> list[str] | None:
+    """The interpreter of docker-compose when it is the Python one (Debian's, v1), which brings
+    docker-py; None for the Go plugin or none."""
+    path = shutil.which("docker-compose")
+    if path is None:
+        return None
+    first = Path(path).read_bytes()[:256].split(b"\n", 1)[0].decode(errors="replace")
+    if not first.startswith("#!") or "python" not in first:
+        return None
+    return first[2:].split()
+
+
+# Run by docker-compose's interpreter: .dockerignore read as docker-py's APIClient.build reads it,
+# then the files the build context would hold, from the function its tar of the context uses.
+_CONTEXT = """
+import json, os, sys
+from docker.utils.build import exclude_paths
+root = sys.argv[1]
+exclude = []
+if os.path.exists(os.path.join(root, ".dockerignore")):
+    with open(os.path.join(root, ".dockerignore")) as f:
+        exclude = [x for x in (line.strip() for line in f.read().splitlines())
+                   if x != "" and x[0] != "#"]
+print(json.dumps(sorted(exclude_paths(root, exclude, dockerfile="Dockerfile"))))
+"""
+
+
+def build_context(python: list[str], root: Path) -> set[str]:
+    """Every path (relative, `/`-separated; directories too) of `root` that a build with
+    `root` as its context sends to the engine: what its `.dockerignore` leaves in."""
+    done = subprocess.run(
+        [*python, "-c", _CONTEXT, str(root)], capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    paths: list[str] = json.loads(done.stdout)
+    return set(paths)
 
 
 def console_scripts() -> dict[str, str]:
@@ -46,28 +126,17 @@ def console_scripts() -> dict[str, str]:
     return scripts
 
 
-def interpolate(value: str, variables: dict[str, str]) -> str:
-    """Compose's `${NAME}`, `${NAME:-default}`, `${NAME-default}` and `$$`."""
-
-    def one(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, op, default = match.group("name"), match.group("op"), match.group("default")
-        if op == ":-":
-            return variables.get(name) or default
-        if op == "-":
-            return variables.get(name, default)
-        return variables.get(name, "")
-
-    return _VARIABLE.sub(one, value)
+# --- reading what compose resolved -------------------------------------------------------------
+# `docker-compose config` (v1) and `docker compose config` (v2) normalise a few things each its
+# own way (short or long port and volume syntax, a disabled healthcheck); these read both.
 
 
-def environment(service: dict[str, Any], variables: dict[str, str] | None = None) -> dict[str, str]:
-    """A service's environment (mapping or list form), interpolated with `variables`."""
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment, as compose resolved it."""
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) for item in raw)
-    return {str(k): interpolate(str(v), variables or {}) for k, v in raw.items()}
+    return {str(k): "" if v is None else str(v) for k, v in raw.items()}
 
 
 def app_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -79,6 +148,11 @@ def command(service: dict[str, Any]) -> list[str]:
     cmd = service["command"]
     assert isinstance(cmd, list), f"exec form (a list) expected, got {cmd!r}"
     return [str(part) for part in cmd]
+
+
+def healthcheck_disabled(service: dict[str, Any]) -> bool:
+    check = service.get("healthcheck", {})
+    return check.get("disable") is True or check.get("test") == ["NONE"]
 
 
 def settings_variables() -> set[str]:
@@ -112,22 +186,36 @@ def listen_port(service: dict[str, Any]) -> int:
 
 
 def published(service: dict[str, Any]) -> list[tuple[str, int]]:
-    """(host part, container port) of each short-syntax `ports` entry."""
+    """(host address, container port) of each published port."""
     found = []
     for entry in service.get("ports", []):
-        host, _, container = str(entry).rpartition(":")
-        found.append((host, int(container.split("/")[0])))
+        if isinstance(entry, Mapping):  # v2: long syntax
+            found.append((str(entry.get("host_ip", "")), int(entry["target"])))
+            continue
+        host, _, container = str(entry).rpartition(":")  # v1: host_ip:published:target/proto
+        found.append((host.rpartition(":")[0], int(container.split("/")[0])))
     return found
 
 
+def _volumes(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(source, target) of each volume: an absolute host path for a bind mount, else a name."""
+    found = []
+    for entry in service.get("volumes", []):
+        if isinstance(entry, Mapping):  # v2: long syntax
+            found.append((str(entry["source"]), str(entry["target"])))
+        else:
+            source, target = str(entry).split(":")[:2]
+            found.append((source, target))
+    return found
+
+
+def named_volumes(service: dict[str, Any]) -> list[str]:
+    return [source for source, _ in _volumes(service) if not source.startswith("/")]
+
+
 def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
-    """Container path -> host path of each bind mount (`./x:/y[:ro]`)."""
-    mounts = {}
-    for volume in service.get("volumes", []):
-        source, target = str(volume).split(":")[:2]
-        if source.startswith(("./", "/")):
-            mounts[target] = (ROOT / source).resolve()
-    return mounts
+    """Container path -> host path of each bind mount."""
+    return {target: Path(source) for source, target in _volumes(service) if source.startswith("/")}
 
 
 def host_path(service: dict[str, Any], container_path: str) -> Path | None:
@@ -227,27 +315,3 @@ def env_names(stage: Stage) -> dict[str, str]:
             key, _, value = pair.partition("=")
             names[key] = value
     return names
-
-
-def dockerignore_patterns() -> list[str]:
-    lines = DOCKERIGNORE.read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-
-
-def ignored(path: str, patterns: list[str]) -> bool:
-    """Whether .dockerignore keeps `path` (relative, no trailing slash) out of the build context;
-    the last matching pattern wins, `!` re-includes, like Docker."""
-    result = False
-    parts = path.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    for raw in patterns:
-        negate = raw.startswith("!")
-        pattern = raw.removeprefix("!").strip("/")
-        anywhere = pattern.startswith("**/")
-        pattern = pattern.removeprefix("**/")
-        for prefix in prefixes:
-            name = prefix.rsplit("/", 1)[-1] if anywhere else prefix
-            if fnmatch.fnmatchcase(name, pattern):
-                result = not negate
-                break
-    return result
