@@ -23,8 +23,8 @@ async def _stored(db: asyncpg.Connection, key: str) -> asyncpg.Record | None:
 async def test_ten_concurrent_repeats_make_one_order(
     make_api: ApiFactory, exchange: SimProcess, db: asyncpg.Connection
 ) -> None:
-    # The exchange holds the first request 1.5 s, well inside its placement timeout (and the
-    # lease outlives two of them): the repeats below arrive while it is certainly in flight.
+    # The exchange holds the first request 1.5 s, well inside its placement timeout (the lease
+    # outlives the attempt): the repeats below arrive while it is certainly in flight.
     api = await make_api(placement_timeout_s=3.0, lease_s=10.0)
     await exchange.configure(latency_ms=1500)
     key = "order-2026-11-24-0001"
