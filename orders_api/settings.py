@@ -24,7 +24,7 @@ class ApiSettings(Settings):
     clock_skew_s: float = Field(
         default=1.0, ge=0, description="margin past a request's deadline before 'not found' counts"
     )
-    lease_s: float = Field(default=15.0, gt=0, description="how long a claimed order stays claimed")
+    lease_s: float = Field(default=20.0, gt=0, description="how long a claimed order stays claimed")
     sweep_interval_s: float = Field(
         default=1.0, gt=0, description="how often due retries are claimed"
     )
@@ -32,10 +32,16 @@ class ApiSettings(Settings):
 
     @model_validator(mode="after")
     def _lease_outlives_an_attempt(self) -> Self:
-        # An attempt is a lookup plus a placement, each bounded by the placement timeout; the
-        # lease must outlive both, or another instance could claim an order still in an attempt.
-        if self.lease_s <= 2 * self.placement_timeout_s:
-            raise ValueError("LEASE_S must exceed 2 * PLACEMENT_TIMEOUT_S")
+        # Under one lease: an exchange call (a lookup, or a placement: the attempt renews the
+        # lease when it starts), then one statement, which may first wait for a connection. Past
+        # the lease another claim may start; its token fences the late writer off, but the work
+        # of this one is lost, so the lease must outlive what it covers.
+        covered = self.placement_timeout_s + self.db_acquire_timeout_s + self.db_command_timeout_s
+        if self.lease_s <= covered:
+            raise ValueError(
+                "LEASE_S must exceed PLACEMENT_TIMEOUT_S + DB_ACQUIRE_TIMEOUT_S + "
+                f"DB_COMMAND_TIMEOUT_S ({covered:g} s)"
+            )
         if self.retry_cap_s < self.retry_base_s:
             raise ValueError("RETRY_CAP_S must be >= RETRY_BASE_S")
         return self

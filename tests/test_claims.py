@@ -122,7 +122,7 @@ async def test_an_insert_whose_answer_is_lost_is_found_out(
     """Finding 4: the connection breaks around the insert's commit. Stored: 201 IN PROGRESS and
     placed once by the sweep (no 500 that a client would answer by placing it again). Not
     stored: the documented 500."""
-    api = await make_api(lease_s=3.0)
+    api = await make_api()
     real_insert = store.insert
 
     async def insert(*args: Any) -> asyncpg.Record | None:

@@ -57,7 +57,7 @@ async def test_database_lost_after_insert_still_places_the_order_once(
     make_api: ApiFactory, proxy: DbProxy, exchange: SimProcess, db: asyncpg.Connection
 ) -> None:
     # The order is stored, the exchange books it, but its outcome cannot be written back.
-    api = await make_api(database_url=proxy.dsn, db_command_timeout_s=2.0, lease_s=2.0)
+    api = await make_api(database_url=proxy.dsn, db_command_timeout_s=1.0, lease_s=2.5)
     await exchange.configure(latency_ms=300)
     posting = asyncio.ensure_future(api.post("/orders", json=MARKET))
     await eventually(exchange.requests, lambda r: len(r) == 1)
