@@ -9,8 +9,12 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from exchange_sim.keys import BOOK, FAULTS, LIFECYCLE, TRAFFIC
-from exchange_sim.schemas import PlaceOrder, parse_place_order, peek_client_order_id
-from exchange_sim.traffic import Placement
+from exchange_sim.schemas import (
+    PlaceOrder,
+    parse_place_order,
+    peek_client_order_id,
+    peek_valid_until,
+)
 
 UNAVAILABLE = "Connection not available"
 
@@ -35,14 +39,14 @@ async def place_order(request: web.Request) -> web.Response:
     received_at = datetime.now(UTC)
     raw = await request.read()
     client_order_id = peek_client_order_id(raw)
-    record = traffic.placement(client_order_id, received_at)
+    record = traffic.placement(client_order_id, received_at, peek_valid_until(raw))
     with traffic.track(client_order_id, "place"):
-        response = await _place(request.app, raw, record)
+        response = await _place(request.app, raw)
     record.answered(response.status)
     return response
 
 
-async def _place(app: web.Application, raw: bytes, record: Placement) -> web.Response:
+async def _place(app: web.Application, raw: bytes) -> web.Response:
     faults = app[FAULTS]
     if faults.config.outage:
         return outage()
@@ -52,7 +56,6 @@ async def _place(app: web.Application, raw: bytes, record: Placement) -> web.Res
         order_request = parse_place_order(raw)
     except ValueError as exc:
         return json_error(400, str(exc))
-    record.valid_until = order_request.valid_until
     await _latency(app)
     return await _decide(app, order_request)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal, Self
 
@@ -55,10 +56,23 @@ def parse_place_order(raw: bytes) -> PlaceOrder:
 
 def peek_client_order_id(raw: bytes) -> str | None:
     """The `client_order_id` of a body, however invalid the rest, so every request is counted."""
+    data = _peek(raw, "client_order_id")
+    return data if isinstance(data, str) else None
+
+
+def peek_valid_until(raw: bytes) -> datetime | None:
+    """The `valid_until` of a body (aware), however invalid the rest, None when it has none."""
+    data = _peek(raw, "valid_until")
+    try:
+        moment = datetime.fromisoformat(data) if isinstance(data, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
+
+
+def _peek(raw: bytes, name: str) -> object:
     try:
         data = json.loads(raw)
     except ValueError:
         return None
-    if isinstance(data, dict) and isinstance(data.get("client_order_id"), str):
-        return str(data["client_order_id"])
-    return None
+    return data.get(name) if isinstance(data, dict) else None

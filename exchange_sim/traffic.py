@@ -19,9 +19,9 @@ PLACEMENTS_KEPT = 500_000
 
 @dataclass
 class Placement:
-    """One placement request: when it arrived, the `valid_until` it carried (None when its body
-    was invalid), and the status it was answered with (None while unanswered, or for good when
-    it hung or its client left before the answer)."""
+    """One placement request: when it arrived, the `valid_until` it carried (None when it carried
+    none that reads as an aware instant), and the status it was answered with (None while
+    unanswered, or for good when it hung or its client left before the answer)."""
 
     client_order_id: str | None
     received_at: datetime
@@ -51,9 +51,11 @@ class Traffic:
         self._max_in_flight = 0
         self._placements: deque[Placement] = deque(maxlen=PLACEMENTS_KEPT)
 
-    def placement(self, client_order_id: str | None, received_at: datetime) -> Placement:
-        """Log a placement request that arrived at `received_at`; the handler fills in the rest."""
-        record = Placement(client_order_id, received_at)
+    def placement(
+        self, client_order_id: str | None, received_at: datetime, valid_until: datetime | None
+    ) -> Placement:
+        """Log a placement request that arrived at `received_at`; its answer comes later."""
+        record = Placement(client_order_id, received_at, valid_until)
         self._placements.append(record)
         return record
 

@@ -285,7 +285,7 @@ async def test_placements_log_every_request_with_its_times(
     assert (await place(http, exchange, body))[0] == 409
     await exchange.configure(fail_next=1)
     assert (await place(http, exchange, body))[0] == 503
-    assert (await place(http, exchange, order_body(quantity=0)))[0] == 400
+    assert (await place(http, exchange, order_body(valid_until="tomorrow")))[0] == 400
 
     log = await _placements(exchange, http)
     assert [(p["client_order_id"], p["status"]) for p in log] == [
@@ -295,13 +295,17 @@ async def test_placements_log_every_request_with_its_times(
         (log[3]["client_order_id"], 400),
     ]
     first = log[0]
-    assert datetime.fromisoformat(first["valid_until"]) == datetime.fromisoformat(
-        body["valid_until"]
-    )
     received = datetime.fromisoformat(first["received_at"])
     assert before <= received <= datetime.fromisoformat(first["answered_at"])
-    # Neither the 503 (decided before the body is read) nor the invalid body carries one.
-    assert [p["valid_until"] for p in log[2:]] == [None, None]
+    # The valid_until each request carried, even one answered 503 before its body is read;
+    # none for a body without one that reads as an instant.
+    sent_until = datetime.fromisoformat(body["valid_until"])
+    assert [p["valid_until"] and datetime.fromisoformat(p["valid_until"]) for p in log] == [
+        sent_until,
+        sent_until,
+        sent_until,
+        None,
+    ]
 
     await exchange.reset()
     assert await _placements(exchange, http) == []
