@@ -56,27 +56,38 @@ async def _place(app: web.Application, raw: bytes) -> web.Response:
         order_request = parse_place_order(raw)
     except ValueError as exc:
         return json_error(400, str(exc))
+    # The decision is the venue's, not the client's: a client that gives up (its request is
+    # cancelled here) does not stop it, so a slow venue really books orders after the client's
+    # timeout (SPEC §3). Only the wait of a booked-but-never-answered request is cancelled.
+    response, hang = await asyncio.shield(asyncio.ensure_future(_decide_later(app, order_request)))
+    if hang:
+        await asyncio.Event().wait()  # booked, never answered: cancelled when the client leaves
+    return response
+
+
+async def _decide_later(
+    app: web.Application, order_request: PlaceOrder
+) -> tuple[web.Response, bool]:
     await _latency(app)
-    return await _decide(app, order_request)
+    return _decide(app, order_request)
 
 
-async def _decide(app: web.Application, order_request: PlaceOrder) -> web.Response:
-    """After the latency, with no await until booked: deadline, refusal, duplicate, booking."""
+def _decide(app: web.Application, order_request: PlaceOrder) -> tuple[web.Response, bool]:
+    """After the latency, with no await until booked: deadline, refusal, duplicate, booking.
+    Also whether to leave the answer unsent (timeout_rate)."""
     faults, book = app[FAULTS], app[BOOK]
     now = datetime.now(UTC)
     if now > order_request.valid_until:
-        return json_error(408, "deadline passed")
+        return json_error(408, "deadline passed"), False
     if faults.rejects():
-        return json_error(400, "order rejected: risk limits exceeded")
+        return json_error(400, "order rejected: risk limits exceeded"), False
     held = book.get(order_request.client_order_id)
     if held is not None and not faults.config.accept_duplicate_ids:
-        return web.json_response(held.as_json(), status=409)
+        return web.json_response(held.as_json(), status=409), False
     hang = faults.hangs()
     order = book.book(order_request, now)
     app[LIFECYCLE].schedule(order)
-    if hang:
-        await asyncio.Event().wait()  # booked, never answered: cancelled when the client leaves
-    return web.json_response(order.as_json(), status=201)
+    return web.json_response(order.as_json(), status=201), hang
 
 
 async def get_order(request: web.Request) -> web.Response:

@@ -552,3 +552,22 @@ async def test_killed_exchange_restarts_on_its_port_having_forgotten_everything(
         await sim.restart_async()
         assert sim.url == f"http://127.0.0.1:{sim.port}"
         assert await lookup(http, sim, cid) == (404, {"message": "order not found"})
+
+
+async def test_a_slow_venue_books_after_the_client_gave_up(
+    exchange: SimProcess, http: aiohttp.ClientSession
+) -> None:
+    """SPEC §3: the latency elapses before the decision, and a client that gives up does not
+    stop it: the venue books the order later (its deadline still ahead)."""
+    await exchange.configure(latency_ms=600)
+    body = order_body()
+    with contextlib.suppress(TimeoutError):
+        async with http.post(
+            f"{exchange.url}/v1/orders", json=body, timeout=aiohttp.ClientTimeout(total=0.2)
+        ):
+            pass
+
+    async def booked() -> bool:
+        return body["client_order_id"] in await exchange.ledger()
+
+    await eventually(booked)
