@@ -73,9 +73,10 @@ async def baseline(dsn: str, count: int, concurrency: int) -> float:
         return await _run(count, concurrency, one)
 
 
-async def through_api(url: str, count: int, concurrency: int) -> float:
+async def through_api(api: ApiProcess, count: int, concurrency: int) -> float:
+    url = api.url
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    async with aiohttp.ClientSession(connector=connector, headers=api.headers) as http:
 
         async def one() -> None:
             async with http.post(f"{url}/orders", json=ORDER) as resp:
@@ -102,9 +103,9 @@ async def main(count: int, concurrency: int, latency_ms: int) -> None:
     async with SimProcess.start_async(env) as sim:
         settings = SystemSettings(database_url=dsn, exchange_url=sim.url, log_level="WARNING")
         async with await ApiProcess.start(settings) as api:
-            await through_api(api.url, min(count, 200), concurrency)  # warm-up
+            await through_api(api, min(count, 200), concurrency)  # warm-up
             cpu_before = _cpu(api.proc.pid), _cpu(sim.proc.pid)
-            api_rate = await through_api(api.url, count, concurrency)
+            api_rate = await through_api(api, count, concurrency)
             cpu_api, cpu_sim = (
                 _cpu(p) - b for p, b in zip((api.proc.pid, sim.proc.pid), cpu_before, strict=True)
             )

@@ -29,10 +29,11 @@ from tracker.system_metrics import SNAPSHOT
 
 BENCH_DB = "orders_bench_tracker"
 FILL = """
-INSERT INTO orders (id, created_at, type, side, instrument, quantity, status, failed_at,
-                    exchange_order_id, next_attempt_at, attempts)
-SELECT gen_random_uuid(), now() - make_interval(secs => g), 'market', 'buy', 'US0378331005', 1,
-       s.status, CASE WHEN s.status = 'FAILURE' THEN now() - make_interval(secs => g) END,
+INSERT INTO orders (id, account_id, created_at, type, side, instrument, quantity, status,
+                    failed_at, exchange_order_id, next_attempt_at, attempts)
+SELECT gen_random_uuid(), gen_random_uuid(), now() - make_interval(secs => g), 'market', 'buy',
+       'US0378331005', 1, s.status,
+       CASE WHEN s.status = 'FAILURE' THEN now() - make_interval(secs => g) END,
        CASE WHEN s.status = 'SUCCESS' THEN 'x' END,
        CASE WHEN s.status = 'IN PROGRESS' THEN now() END, 1
   FROM generate_series(1, $1) AS g,

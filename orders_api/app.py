@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 import aiojobs
 from aiohttp import web
 
-from orders_api.keys import HTTP, INSTANCE, PLACER, POOL, RETRIER, SCHEDULER, SETTINGS
+from orders_api.auth import authenticate
+from orders_api.keyring import Keyring
+from orders_api.keys import HTTP, INSTANCE, KEYRING, PLACER, POOL, RETRIER, SCHEDULER, SETTINGS
 from orders_api.placement import Placer
 from orders_api.policy import Policy
 from orders_api.requests import MAX_BODY_BYTES
@@ -27,6 +29,11 @@ async def _exchange(app: web.Application) -> AsyncIterator[None]:
     app[PLACER] = Placer(app[POOL], client, Policy.from_settings(settings), app[INSTANCE])
     yield
     await app[HTTP].close()
+
+
+async def _keys(app: web.Application) -> AsyncIterator[None]:
+    app[KEYRING] = Keyring(app[POOL], app[SETTINGS].key_cache_s)
+    yield
 
 
 async def _retries(app: web.Application) -> AsyncIterator[None]:
@@ -50,9 +57,12 @@ async def _retries(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: ApiSettings) -> web.Application:
-    app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
+    # request_context first: it renders what authenticate and the handlers raise.
+    app = web.Application(
+        middlewares=[request_context, authenticate], client_max_size=MAX_BODY_BYTES
+    )
     app[SETTINGS] = settings
     app[INSTANCE] = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-    app.cleanup_ctx.extend([pool_context(SETTINGS, POOL), _exchange, _retries])
+    app.cleanup_ctx.extend([pool_context(SETTINGS, POOL), _keys, _exchange, _retries])
     setup_routes(app)
     return app

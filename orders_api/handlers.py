@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from decimal import Decimal
+from uuid import UUID
 
 import asyncpg
 from aiohttp import web
 
 from orders_api import store
-from orders_api.keys import PLACER, POOL
+from orders_api.keys import PLACER, POOL, PRINCIPAL
 from orders_api.requests import json_object, validate
 from orders_api.schemas import (
     CreateOrderHeaders,
@@ -35,7 +36,7 @@ def order_response(row: asyncpg.Record, status: int = 200) -> web.Response:
 
 async def create_order(request: web.Request, headers: CreateOrderHeaders) -> web.StreamResponse:
     order = validate(CreateOrderModel, await json_object(request), "Invalid order")
-    new = _new_order(order, headers.idempotency_key)
+    new = _new_order(order, headers.idempotency_key, request[PRINCIPAL].account_id)
     row = await request.app[PLACER].place_new(new)
     if row["request_hash"] != new.request_hash:
         raise Unprocessable("Idempotency-Key was already used with a different request body")
@@ -46,7 +47,7 @@ async def create_order(request: web.Request, headers: CreateOrderHeaders) -> web
     return response
 
 
-def _new_order(order: CreateOrderModel, key: str | None) -> store.NewOrder:
+def _new_order(order: CreateOrderModel, key: str | None, account_id: UUID) -> store.NewOrder:
     price = None if order.limit_price is None else order.limit_price.quantize(Decimal("0.01"))
     fingerprint = None
     if key is not None:
@@ -61,11 +62,12 @@ def _new_order(order: CreateOrderModel, key: str | None) -> store.NewOrder:
         quantity=order.quantity,
         idempotency_key=key,
         request_hash=fingerprint,
+        account_id=account_id,
     )
 
 
 async def get_order(request: web.Request, path: OrderPath) -> web.StreamResponse:
-    row = await store.by_id(request.app[POOL], path.id)
+    row = await store.by_id(request.app[POOL], request[PRINCIPAL].account_id, path.id)
     if row is None:
         raise NotFound(ORDER_NOT_FOUND)
     return order_response(row)
@@ -73,7 +75,7 @@ async def get_order(request: web.Request, path: OrderPath) -> web.StreamResponse
 
 async def order_events(request: web.Request, path: OrderPath) -> web.StreamResponse:
     pool = request.app[POOL]
-    if await store.by_id(pool, path.id) is None:
+    if await store.by_id(pool, request[PRINCIPAL].account_id, path.id) is None:
         raise NotFound(ORDER_NOT_FOUND)
     rows = await store.events(pool, path.id)
     page = OrderEventsPage(events=[ExchangeEventModel.model_validate(dict(r)) for r in rows])
@@ -82,7 +84,13 @@ async def order_events(request: web.Request, path: OrderPath) -> web.StreamRespo
 
 async def list_orders(request: web.Request, query: OrdersQuery) -> web.StreamResponse:
     rows, next_page = query.cut(
-        await store.page(request.app[POOL], query.status, query.before, query.fetch),
+        await store.page(
+            request.app[POOL],
+            request[PRINCIPAL].account_id,
+            query.status,
+            query.before,
+            query.fetch,
+        ),
         at="created_at",
     )
     page = OrdersPage(orders=[OrderModel.model_validate(dict(r)) for r in rows], next=next_page)

@@ -6,9 +6,11 @@ import aiohttp
 import aiojobs
 from aiohttp import web
 
+from orders_api.keyring import Keyring
 from orders_api.placement import Placer
 from orders_api.retrier import Retrier
 from orders_api.settings import ApiSettings
+from orders_core.apikeys import Principal
 from orders_core.db import Pool
 
 SETTINGS = web.AppKey("settings", ApiSettings)
@@ -18,3 +20,5 @@ PLACER = web.AppKey("placer", Placer)
 SCHEDULER = web.AppKey("scheduler", aiojobs.Scheduler)
 RETRIER = web.AppKey("retrier", Retrier)
 INSTANCE = web.AppKey("instance", str)
+KEYRING = web.AppKey("keyring", Keyring)
+PRINCIPAL = web.RequestKey("principal", Principal)

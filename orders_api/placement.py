@@ -104,7 +104,7 @@ class Placer:
                         raise  # the server refused the statement: nothing was stored
                     raise _StoreUnknown from exc  # it may have committed before the line broke
                 if row is None and order.idempotency_key is not None:
-                    row = await store.by_key(conn, order.idempotency_key)
+                    row = await store.by_key(conn, order.account_id, order.idempotency_key)
         except _StoreUnknown:
             raise
         except DB_ERRORS as exc:
@@ -124,7 +124,7 @@ class Placer:
         )
         for _ in range(STORE_CHECKS):
             try:
-                return await store.by_id(self._pool, order.id)
+                return await store.any_by_id(self._pool, order.id)
             except DB_ERRORS as exc:
                 log.warning(
                     "could not look for the order",

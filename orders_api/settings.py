@@ -29,6 +29,9 @@ class ApiSettings(Settings):
         default=1.0, gt=0, description="how often due retries are claimed"
     )
     retry_concurrency: int = Field(default=200, ge=1, description="retry jobs run at once")
+    key_cache_s: float = Field(
+        default=5.0, ge=0, description="how long a checked API key is trusted without a query"
+    )
 
     @model_validator(mode="after")
     def _lease_outlives_an_attempt(self) -> Self:

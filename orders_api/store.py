@@ -48,22 +48,25 @@ COLUMNS = ", ".join((*_COLUMNS, _MARKET_STATUS.format(table="orders")))
 INSERT = f"""
 INSERT INTO orders (id, type, side, instrument, limit_price, quantity, attempts, pending_deadline,
                     next_attempt_at, lease_owner, lease_token, lease_expires_at, sync_pending,
-                    idempotency_key, request_hash)
+                    idempotency_key, request_hash, account_id)
 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, nextval('orders_lease_token_seq'),
-        clock_timestamp() + make_interval(secs => $10), true, $11, $12)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        clock_timestamp() + make_interval(secs => $10), true, $11, $12, $13)
+ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {", ".join(_COLUMNS)}, NULL::text AS stock_market_order_status"""
 
-SELECT_BY_KEY = f"SELECT {COLUMNS} FROM orders WHERE idempotency_key = $1"
-SELECT_BY_ID = f"SELECT {COLUMNS} FROM orders WHERE id = $1"
+# Reads see one account's orders only: another account's order is as unknown as a missing one.
+SELECT_BY_KEY = f"SELECT {COLUMNS} FROM orders WHERE account_id = $1 AND idempotency_key = $2"
+SELECT_BY_ID = f"SELECT {COLUMNS} FROM orders WHERE id = $1 AND account_id = $2"
+# The order whatever its account: finding out whether an insert committed.
+SELECT_ANY_BY_ID = f"SELECT {COLUMNS} FROM orders WHERE id = $1"
 
 # Newest first, keyset pagination on (created_at, id). One statement per status filter so that
 # the planner uses the partial indexes for the small IN PROGRESS and FAILURE sets.
 _LIST = f"""
 SELECT {COLUMNS} FROM orders
- WHERE (created_at, id) < ($1, $2) {{filter}}
+ WHERE account_id = $1 AND (created_at, id) < ($2, $3) {{filter}}
  ORDER BY created_at DESC, id DESC
- LIMIT $3"""
+ LIMIT $4"""
 LIST_ALL = _LIST.format(filter="")
 LIST_BY_STATUS = {s: _LIST.format(filter=f"AND status = '{s.value}'") for s in OrderStatus}
 
@@ -122,6 +125,7 @@ class NewOrder:
     quantity: int
     idempotency_key: str | None
     request_hash: str | None
+    account_id: UUID
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,7 @@ async def insert(
         lease_s,
         order.idempotency_key,
         order.request_hash,
+        order.account_id,
     )
 
 
@@ -195,15 +200,23 @@ async def release_all(pool: Pool, owner: str) -> None:
     await pool.execute(RELEASE_ALL, owner)
 
 
-async def by_id(pool: Pool, order_id: UUID) -> asyncpg.Record | None:
-    return await pool.fetchrow(SELECT_BY_ID, order_id)
+async def by_id(pool: Pool, account_id: UUID, order_id: UUID) -> asyncpg.Record | None:
+    return await pool.fetchrow(SELECT_BY_ID, order_id, account_id)
+
+
+async def any_by_id(pool: Pool, order_id: UUID) -> asyncpg.Record | None:
+    return await pool.fetchrow(SELECT_ANY_BY_ID, order_id)
 
 
 async def page(
-    pool: Pool, status: OrderStatus | None, before: tuple[datetime, UUID], limit: int
+    pool: Pool,
+    account_id: UUID,
+    status: OrderStatus | None,
+    before: tuple[datetime, UUID],
+    limit: int,
 ) -> list[asyncpg.Record]:
     sql = LIST_ALL if status is None else LIST_BY_STATUS[status]
-    return await pool.fetch(sql, *before, limit)
+    return await pool.fetch(sql, account_id, *before, limit)
 
 
 EVENTS = """
@@ -218,5 +231,5 @@ async def events(pool: Pool, order_id: UUID) -> list[asyncpg.Record]:
     return await pool.fetch(EVENTS, order_id)
 
 
-async def by_key(db: Pool | PooledConnection, key: str) -> asyncpg.Record | None:
-    return await db.fetchrow(SELECT_BY_KEY, key)
+async def by_key(db: Pool | PooledConnection, account_id: UUID, key: str) -> asyncpg.Record | None:
+    return await db.fetchrow(SELECT_BY_KEY, account_id, key)

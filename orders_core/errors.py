@@ -38,6 +38,19 @@ class BadRequest(ApiError):
     status = 400
 
 
+class Unauthorized(ApiError):
+    """No key, a malformed one, an unknown or a revoked one (SPEC §7)."""
+
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="orders"'})
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
 class NotFound(ApiError):
     status = 404
 
@@ -56,6 +69,10 @@ class UnsupportedMediaType(ApiError):
 
 class Unprocessable(ApiError):
     status = 422
+
+
+class TooManyRequests(ApiError):
+    status = 429
 
 
 class InternalError(ApiError):

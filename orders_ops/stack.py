@@ -16,11 +16,21 @@ import time
 from urllib.error import URLError
 from urllib.request import urlopen
 
+from orders_core.apikeys import Scope
 from orders_core.db import database_url, mask_dsn
 from orders_core.logs import setup_logging
 from orders_core.migrate import migrate
 from orders_core.settings import Settings
-from orders_ops.services import SERVICES, Service
+from orders_ops.keys import create_key
+from orders_ops.services import BY_NAME, SERVICES, Service
+
+# The account of the key `orders-stack` makes at each start, for the developer at the keyboard.
+DEV_ACCOUNT = "dev"
+
+
+def settings_port(name: str) -> int:
+    return BY_NAME[name].port
+
 
 log = logging.getLogger("orders_stack")
 
@@ -82,6 +92,7 @@ def main() -> None:
     setup_logging(settings.log_level)
     dsn = database_url(settings)
     asyncio.run(migrate(dsn))
+    dev_key = asyncio.run(create_key(dsn, DEV_ACCOUNT, Scope.TRADE)).key
     env = {**os.environ, "DATABASE_URL": dsn}
     host = settings.bind_host
     children: list[tuple[Service, subprocess.Popen[bytes]]] = []
@@ -99,7 +110,14 @@ def main() -> None:
             print(
                 f"  {service.name:<17} http://{host}:{service.port:<5}  {service.note}", flush=True
             )
-        print(f"  {'database':<17} {mask_dsn(dsn)}\nCtrl-C stops everything.\n", flush=True)
+        print(f"  {'database':<17} {mask_dsn(dsn)}", flush=True)
+        print(f"  {'api key':<17} {dev_key}  (account {DEV_ACCOUNT}, scope trade)", flush=True)
+        api = f"http://{host}:{settings_port('orders-api')}"
+        print(
+            f"\nTry: curl -s {api}/orders -H 'Authorization: Bearer {dev_key}'"
+            "\nCtrl-C stops everything.\n",
+            flush=True,
+        )
         code = _supervise(children)
     except RuntimeError as exc:
         log.error("%s", exc)

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from orders_api.app import create_app
-from tests.helpers import fast_settings
+from tests.helpers import auth_headers, fast_settings
 from tests.sim import SimProcess
 
 ApiFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
@@ -27,8 +27,10 @@ def make_api(
     """Start an API instance; keyword arguments override the fast test settings."""
 
     async def make(**overrides: Any) -> TestClient[web.Request, web.Application]:
+        """Its client sends a `trade` key of the account `test` unless `headers` say otherwise."""
+        headers = overrides.pop("headers", None) or await auth_headers(db_url)
         settings = fast_settings(db_url, overrides.pop("exchange_url", exchange.url), **overrides)
-        return await aiohttp_client(create_app(settings))
+        return await aiohttp_client(create_app(settings), headers=headers)
 
     return make
 

@@ -29,6 +29,6 @@ def sim_process() -> Iterator[SimProcess]:
 async def exchange(sim_process: SimProcess) -> SimProcess:
     """The session's exchange, restarted if a test killed it, reset to its starting state."""
     if sim_process.proc.poll() is not None:
-        sim_process.restart()
+        await sim_process.restart_async()
     await sim_process.reset()
     return sim_process

@@ -11,6 +11,8 @@ import asyncpg
 
 from exchange_listener.settings import ListenerSettings
 from orders_api.settings import ApiSettings
+from orders_core import apikeys
+from orders_core.apikeys import Scope
 from tracker.settings import TrackerSettings
 
 T = TypeVar("T")
@@ -79,3 +81,21 @@ async def final_row(
     return await eventually(
         lambda: order_row(db, order_id), lambda r: r["status"] != "IN PROGRESS", timeout_s
     )
+
+
+async def make_key(dsn: str, account: str = "test", scope: Scope = Scope.TRADE) -> str:
+    """A new API key of `account` (made if new) in the database at `dsn`."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return (await apikeys.create(conn, account, scope)).key
+    finally:
+        await conn.close()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def auth_headers(dsn: str, account: str = "test") -> dict[str, str]:
+    """Headers that let a client trade for `account`."""
+    return bearer(await make_key(dsn, account))

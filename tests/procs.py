@@ -22,6 +22,7 @@ from typing import Any, Self
 import aiohttp
 
 from orders_core.settings import Settings
+from tests.helpers import auth_headers
 from tests.sim import free_port, wait_exit
 
 START_TIMEOUT_S = 30.0
@@ -65,6 +66,7 @@ class ServiceProcess:
     port_variable = ""
 
     def __init__(self, settings: Settings, **env: str) -> None:
+        self.headers: dict[str, str] = {}  # what a client sends to be let in
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
@@ -139,8 +141,17 @@ class ServiceProcess:
 
 
 class ApiProcess(ServiceProcess):
+    """An API instance, and `headers` with a `trade` key of the account `test` for its clients."""
+
     module = "orders_api"
     port_variable = "ORDERS_API_PORT"
+
+    @classmethod
+    async def start(cls, settings: Settings, **env: str) -> Self:
+        api = await super().start(settings, **env)
+        assert settings.database_url is not None
+        api.headers = await auth_headers(settings.database_url)
+        return api
 
 
 class ListenerProcess(ServiceProcess):

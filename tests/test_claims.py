@@ -26,7 +26,7 @@ from tests.helpers import MARKET, eventually, fast_settings, final_row, order_ro
 from tests.sim import SimProcess
 from tracker import store as tracker_store
 
-NEW = store.NewOrder(uuid4(), "market", "buy", "US0378331005", None, 10, None, None)
+NEW = store.NewOrder(uuid4(), "market", "buy", "US0378331005", None, 10, None, None, uuid4())
 
 
 async def _claimable(db: asyncpg.Connection, order_id: object) -> None:
@@ -145,6 +145,16 @@ async def test_an_insert_whose_answer_is_lost_is_found_out(
     assert (await exchange.ledger())[order["id"]]["placements"] == 1
 
 
+BACKLOG = """
+INSERT INTO orders (id, account_id, type, side, instrument, quantity, attempts, next_attempt_at,
+                    lease_owner, lease_expires_at, created_at)
+SELECT gen_random_uuid(), gen_random_uuid(), 'market', 'buy', 'US0378331005', 1, 1,
+       now() + make_interval(secs => g), CASE WHEN g % 100 = 0 THEN 'i-' || g END,
+       CASE WHEN g % 100 = 0 THEN now() + interval '1 min' END,
+       now() - make_interval(secs => g)
+  FROM generate_series(1, 5000) AS g"""
+
+
 def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
     nodes = [plan]
     for child in plan.get("Plans", []):
@@ -164,6 +174,8 @@ async def _index_conditions(db: asyncpg.Connection, sql: str, *args: Any) -> dic
 async def test_the_sweeps_use_their_indexes(db: asyncpg.Connection) -> None:
     """Finding 6: a volatile clock_timestamp() in a WHERE clause keeps the planner from using it
     as an index condition: every sweep read the whole partial index."""
+    await db.execute(BACKLOG)  # unfinished orders, most not yet due, a few leased
+    await db.execute("ANALYZE orders")
     claim = await _index_conditions(db, store.CLAIM_DUE, "x", 1.0, 10)
     assert "next_attempt_at" in claim.get("orders_due_idx", ""), claim
     stuck = await _index_conditions(db, tracker_store.STUCK_NOW, 300.0, 10)

@@ -539,6 +539,16 @@ class Layout:
         )
         self.started.append(name)
 
+    def run(self, name: str, *argv: str) -> str:
+        """`docker compose run --rm <name> <argv>`: a one-off command in that service's
+        environment; its standard output."""
+        done = subprocess.run(
+            self.argv(list(argv)), env=self.env(name), cwd=self.workdir,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
     def healthy(self, name: str) -> bool:
         """Compose's healthcheck command for the service, run as Docker would run it."""
         test = self.apps[name]["healthcheck"]["test"]
@@ -597,9 +607,11 @@ class Layout:
         return codes
 
 
-def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+def http(method: str, url: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
     request = Request(url, data=data, method=method, headers=headers)  # noqa: S310 (loopback)
     try:
         with urlopen(request, timeout=10) as resp:  # noqa: S310 (loopback)
@@ -643,7 +655,9 @@ def test_the_compose_layout_serves_an_order_end_to_end(layout: Layout) -> None:
     apis = [n for n, s in layout.apps.items() if command(s)[0] == "orders-api"]
     public = next(n for n in apis if published(layout.apps[n]))
 
-    status, order = http("POST", f"{layout.url(public)}/orders", MARKET)
+    # The README's way to a key: `docker compose run --rm migrate orders-keys create --account dev`.
+    key = layout.run("migrate", "orders-keys", "create", "--account", "dev").splitlines()[-1]
+    status, order = http("POST", f"{layout.url(public)}/orders", MARKET, key)
     assert status == 201, order
     assert order["status"] in ("SUCCESS", "IN PROGRESS")
 
@@ -651,7 +665,7 @@ def test_the_compose_layout_serves_an_order_end_to_end(layout: Layout) -> None:
     # listener; placement succeeds, with retries if the sim's default 10 % failures hit it.
     for api in apis:
         _, seen = until(
-            lambda api=api: http("GET", f"{layout.url(api)}/orders/{order['id']}"),
+            lambda api=api: http("GET", f"{layout.url(api)}/orders/{order['id']}", key=key),
             lambda answer: (
                 answer[1]["status"] == "SUCCESS"
                 and answer[1]["stock_market_order_status"] is not None

@@ -74,8 +74,8 @@ async def test_applies_a_new_migration_and_records_it(
 
 async def test_schema_enforces_the_domain(db: asyncpg.Connection) -> None:
     insert = (
-        "INSERT INTO orders (id, type, side, instrument, limit_price, quantity) "
-        "VALUES (gen_random_uuid(), $1, 'buy', 'US0378331005', $2, $3)"
+        "INSERT INTO orders (id, account_id, type, side, instrument, limit_price, quantity) "
+        "VALUES (gen_random_uuid(), gen_random_uuid(), $1, 'buy', 'US0378331005', $2, $3)"
     )
     for order_type, price, qty in [
         ("limit", None, 1),

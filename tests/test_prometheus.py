@@ -142,9 +142,10 @@ async def _firing(http: aiohttp.ClientSession, prom: str) -> set[str]:
     return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
 
 
-async def _post(http: aiohttp.ClientSession, api: str, count: int) -> None:
+async def _post(http: aiohttp.ClientSession, api: Running, count: int) -> None:
     for i in range(count):
-        async with http.post(f"{api}/orders", json=MARKET if i % 2 else LIMIT) as resp:
+        body = MARKET if i % 2 else LIMIT
+        async with http.post(f"{api.url}/orders", json=body, headers=api.headers) as resp:
             assert resp.status == 201
 
 
@@ -156,10 +157,10 @@ async def test_real_prometheus_sees_every_expression_and_fires_orders_failed(
         # orders_failed_total is scraped at 0 first: the first failure ever is an increase.
         await _until(http, prometheus, 'orders_failed_total{job="tracker"} == 0', deadline)
         await exchange.configure(failure_rate=1.0)
-        await _post(http, services["orders-api"].url, 5)
+        await _post(http, services["orders-api"], 5)
         await _until(http, prometheus, "orders_failed_total >= 5", deadline)
         await exchange.configure(failure_rate=0.0)
-        await _post(http, services["orders-api"].url, 5)
+        await _post(http, services["orders-api"], 5)
         while "OrdersFailed" not in await _firing(http, prometheus):
             assert time.monotonic() < deadline, "OrdersFailed never fired"
             await asyncio.sleep(0.5)

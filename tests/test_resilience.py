@@ -74,8 +74,9 @@ async def test_database_lost_after_insert_still_places_the_order_once(
     assert (await exchange.requests())[order["id"]]["place"] == 1
 
 
-async def _post_many(url: str, count: int) -> list[str]:
-    async with aiohttp.ClientSession() as http:
+async def _post_many(api: ApiProcess, count: int) -> list[str]:
+    url = api.url
+    async with aiohttp.ClientSession(headers=api.headers) as http:
         ids = []
         for i in range(count):
             body = MARKET if i % 2 else LIMIT
@@ -91,7 +92,7 @@ async def test_kill_9_loses_no_pending_retry(
     settings = fast_settings(db_url, exchange.url, retry_base_s=0.5, retry_cap_s=1.0)
     async with await ApiProcess.start(settings) as api:
         await exchange.configure(failure_rate=1.0)
-        ids = await _post_many(api.url, 20)
+        ids = await _post_many(api, 20)
         # Slow the venue down so that some attempts are in flight when the process dies.
         await exchange.configure(failure_rate=0.0, latency_ms=300)
         await eventually(exchange.requests, lambda r: sum(c["lookup"] for c in r.values()) > 3)
@@ -119,7 +120,7 @@ async def test_two_instances_never_work_on_one_order_at_once(
         await ApiProcess.start(settings) as first,
         await ApiProcess.start(settings) as second,
     ):
-        batches = await asyncio.gather(_post_many(first.url, 20), _post_many(second.url, 20))
+        batches = await asyncio.gather(_post_many(first, 20), _post_many(second, 20))
         ids = [order_id for batch in batches for order_id in batch]
         rows = await eventually(
             lambda: db.fetch("SELECT id, status FROM orders"),

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
-from tests.helpers import MARKET, eventually
+from tests.helpers import MARKET, bearer, eventually
 from tests.procs import wait_http
 from tests.sim import free_port, wait_exit
+
+KEY_LINE = re.compile(r"^  api key +(ok_[0-9a-f]{12}_[A-Za-z0-9_-]{43}) ", re.M)
 
 
 def _listening(port: int) -> bool:
@@ -41,15 +45,19 @@ async def test_stack_with_embedded_database_serves_an_order_and_stops_cleanly(
     try:
         # SPEC §6: a fresh start (initdb included) serves POST /orders within 60 s.
         await wait_http(f"http://127.0.0.1:{api_port}/health/ready", stack, timeout_s=60)
+        # The banner prints a development key (SPEC §7): make run stays one command.
+        key = await eventually(lambda: _printed_key(log), lambda k: k is not None)
+        assert key is not None
+        headers = bearer(key)
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(headers=headers) as http,
             http.post(f"http://127.0.0.1:{api_port}/orders", json=MARKET) as resp,
         ):
             assert resp.status == 201
             order_id = (await resp.json())["id"]
         # The listener runs too: the exchange's "new" for the order reaches the API.
         await eventually(
-            lambda: _market_status(api_port, order_id), lambda status: status is not None
+            lambda: _market_status(api_port, order_id, headers), lambda status: status is not None
         )
         assert (tmp_path / ".data" / "pg" / "PG_VERSION").exists()
     finally:
@@ -76,9 +84,18 @@ async def _exists(path: Path) -> bool:
     return path.exists()
 
 
-async def _market_status(port: int, order_id: str) -> str | None:
+async def _printed_key(log: IO[bytes]) -> str | None:
+    log.seek(0)
+    found = re.search(
+        r"^  api key +(ok_[0-9a-f]{12}_[A-Za-z0-9_-]{43}) ", log.read().decode(), re.M
+    )
+    log.seek(0, 2)
+    return found[1] if found else None
+
+
+async def _market_status(port: int, order_id: str, headers: dict[str, str]) -> str | None:
     async with (
-        aiohttp.ClientSession() as http,
+        aiohttp.ClientSession(headers=headers) as http,
         http.get(f"http://127.0.0.1:{port}/orders/{order_id}") as resp,
     ):
         status: str | None = (await resp.json())["stock_market_order_status"]

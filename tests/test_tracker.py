@@ -29,12 +29,17 @@ AiohttpClient = Callable[..., Awaitable[Client]]
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 INSERT = """
 INSERT INTO orders (id, type, side, instrument, quantity, status, failed_at, created_at,
-                    exchange_order_id, attempts, last_error)
+                    exchange_order_id, attempts, last_error, account_id)
 SELECT gen_random_uuid(), 'market', 'buy', $1, 1, $2,
        CASE WHEN $2 = 'FAILURE' THEN $3::timestamptz + make_interval(secs => g) END,
        $3::timestamptz + make_interval(secs => g),
-       CASE WHEN $2 = 'SUCCESS' THEN 'x' END, 6, CASE WHEN $2 = 'FAILURE' THEN 'exchange 503' END
+       CASE WHEN $2 = 'SUCCESS' THEN 'x' END, 6, CASE WHEN $2 = 'FAILURE' THEN 'exchange 503' END,
+       gen_random_uuid()
   FROM generate_series(1, $4) AS g"""
+# The same rows as a database before accounts (migration 0006) takes them.
+INSERT_BEFORE_ACCOUNTS = INSERT.replace(", account_id)", ")").replace(
+    "END,\n       gen_random_uuid()", "END"
+)
 COUNTS = "SELECT status, sum(orders) AS n FROM orders_status_counts GROUP BY status"
 LATER = "GB0002634946"  # the instrument of an order inserted later than the others
 DELIVERED_AT = """
@@ -92,10 +97,16 @@ async def test_migration_counts_rows_that_existed_before_it(pg_server: str, tmp_
         await migrate(dsn, tmp_path)
         conn = await asyncpg.connect(dsn)
         try:
-            await _insert(conn, "SUCCESS", 7)
-            await _insert(conn, "FAILURE", 2)
+            await conn.execute(INSERT_BEFORE_ACCOUNTS, "US0378331005", "SUCCESS", T0, 7)
+            await conn.execute(INSERT_BEFORE_ACCOUNTS, "US0378331005", "FAILURE", T0, 2)
             await migrate(dsn)
             assert await _counts(conn, COUNTS) == {"SUCCESS": 7, "FAILURE": 2}
+            # ... and those orders now belong to the account `legacy` (migration 0006).
+            owners = await conn.fetch(
+                "SELECT a.name, count(*) FROM orders o JOIN accounts a ON a.id = o.account_id"
+                " GROUP BY a.name"
+            )
+            assert [tuple(r) for r in owners] == [("legacy", 9)]
         finally:
             await conn.close()
     finally:

@@ -20,9 +20,10 @@ from tests.tracker_procs import WebhookReceiver
 
 ORDERS = 50
 ONE_MORE_FAILURE = """
-INSERT INTO orders (id, type, side, instrument, quantity, status, failed_at, attempts, last_error)
-VALUES (gen_random_uuid(), 'market', 'buy', 'US0378331005', 1, 'FAILURE', clock_timestamp(), 6,
-        'exchange 503: Connection not available')
+INSERT INTO orders (id, account_id, type, side, instrument, quantity, status, failed_at, attempts,
+                    last_error)
+VALUES (gen_random_uuid(), gen_random_uuid(), 'market', 'buy', 'US0378331005', 1, 'FAILURE',
+        clock_timestamp(), 6, 'exchange 503: Connection not available')
 RETURNING id"""
 
 
@@ -34,8 +35,9 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
     await hook.stop()
 
 
-async def _post(url: str, count: int) -> list[str]:
-    async with aiohttp.ClientSession() as http:
+async def _post(api: ApiProcess, count: int) -> list[str]:
+    url = api.url
+    async with aiohttp.ClientSession(headers=api.headers) as http:
 
         async def one(i: int) -> str:
             async with http.post(f"{url}/orders", json=MARKET if i % 2 else LIMIT) as resp:
@@ -78,7 +80,7 @@ async def test_fifty_failures_reported_exactly_once_across_restart_and_two_track
         await TrackerProcess.start(settings) as first,
         await TrackerProcess.start(settings) as second,
     ):
-        ids = await _post(api.url, ORDERS)
+        ids = await _post(api, ORDERS)
         await eventually(
             lambda: db.fetchval("SELECT count(*) FROM orders WHERE status = 'FAILURE'"),
             lambda n: n == ORDERS,
@@ -130,7 +132,7 @@ async def test_failures_during_a_database_outage_are_reported_once_it_is_back(
             await TrackerProcess.start(tracker_settings) as tracker,
         ):
             await proxy.cut()
-            ids = await _post(api.url, 10)
+            ids = await _post(api, 10)
             await eventually(
                 lambda: db.fetchval("SELECT count(*) FROM orders WHERE status = 'FAILURE'"),
                 lambda n: n == 10,

@@ -60,6 +60,7 @@ class WebhookReceiver:
 
 class Running(Protocol):
     url: str
+    headers: dict[str, str]
 
     async def stop(self) -> None: ...
 
