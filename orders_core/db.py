@@ -7,7 +7,7 @@ import warnings
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -129,13 +129,24 @@ def _gone(pid: int, name: str | None = None) -> bool:
         return False
 
 
+SECRET_PARAMS = frozenset({"password", "sslpassword", "passfile"})
+
+
 def mask_dsn(dsn: str) -> str:
-    """The DSN with its password replaced, fit for logs."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The DSN with every password replaced, fit for logs: the one in its user part
+    (`user:secret@`) and any given as a query parameter (`?password=secret`)."""
+    try:
+        parts = urlsplit(dsn)
+        user_part, at, host_part = parts.netloc.rpartition("@")
+        if at and ":" in user_part:
+            user_part = user_part.split(":", 1)[0] + ":***"
+        query = "&".join(
+            f"{name}=***" if unquote(name).lower() in SECRET_PARAMS else f"{name}{eq}{value}"
+            for name, eq, value in (p.partition("=") for p in parts.query.split("&") if p)
+        )
+        return urlunsplit(parts._replace(netloc=f"{user_part}{at}{host_part}", query=query))
+    except ValueError:  # not even a URL: nothing of it may be shown
+        return "***"
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
