@@ -38,9 +38,10 @@ ORDER = {"type": "limit", "side": "buy", "instrument": "US0378331005", "limit_pr
 # as `orders` but none of our triggers (LIKE ... INCLUDING ALL copies no triggers).
 BASELINE_TABLE = "CREATE TABLE orders_baseline (LIKE orders INCLUDING ALL)"
 MINIMAL_INSERT = (
-    "INSERT INTO orders_baseline (id, type, side, instrument, limit_price, quantity) "
-    "VALUES ($1, 'limit', 'buy', 'US0378331005', 1.50, 1)"
+    "INSERT INTO orders_baseline (id, account_id, type, side, instrument, limit_price, quantity) "
+    "VALUES ($1, $2, 'limit', 'buy', 'US0378331005', 1.50, 1)"
 )
+ACCOUNT = uuid.uuid4()
 
 
 async def _run(count: int, concurrency: int, one: Callable[[], Awaitable[None]]) -> float:
@@ -68,7 +69,7 @@ async def baseline(dsn: str, count: int, concurrency: int) -> float:
         await pool.execute(BASELINE_TABLE)
 
         async def one() -> None:
-            await pool.execute(MINIMAL_INSERT, uuid.uuid4())
+            await pool.execute(MINIMAL_INSERT, uuid.uuid4(), ACCOUNT)
 
         return await _run(count, concurrency, one)
 

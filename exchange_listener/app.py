@@ -10,7 +10,7 @@ from aiohttp import web
 from exchange_listener.keys import HTTP, POOL, SETTINGS
 from exchange_listener.leader import lead_forever
 from exchange_listener.settings import ListenerSettings
-from orders_core.db import database_url
+from orders_core.db import direct_database_url
 from orders_core.web import (
     live,
     metrics_handler,
@@ -23,7 +23,7 @@ from orders_core.web import (
 
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = aiohttp.ClientSession()
-    dsn = database_url(app[SETTINGS])
+    dsn = direct_database_url(app[SETTINGS])
     async with running(lead_forever(dsn, app[HTTP], app[SETTINGS]), "ingest"):
         yield
     await app[HTTP].close()

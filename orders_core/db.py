@@ -50,6 +50,16 @@ class Pool(_Pool):
         return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
 
 
+# What a statement runs on: the pool, a pooled connection, or a dedicated one.
+Db = Pool | PooledConnection | asyncpg.Connection
+
+
+def direct_database_url(settings: Settings) -> str:
+    """Where to open a session that must last (leadership, LISTEN, the migrations lock): past any
+    transaction pooler, DATABASE_DIRECT_URL; else DATABASE_URL (or the embedded server)."""
+    return settings.database_direct_url or database_url(settings)
+
+
 def database_url(settings: Settings) -> str:
     """DATABASE_URL, else an embedded server (the `pgserver` wheel of the `embedded` extra) in
     ./.data/pg, shared by every process of this checkout that asks for it and stopped when the
@@ -173,6 +183,7 @@ async def create_pool(dsn: str, settings: Settings, **kwargs: Any) -> Pool:
         setup=None,
         init=None,
         reset=_keep_session,
+        statement_cache_size=settings.statement_cache_size,
         command_timeout=settings.db_command_timeout_s,
         timeout=settings.db_acquire_timeout_s,
         **kwargs,

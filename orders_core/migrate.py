@@ -18,7 +18,7 @@ from pathlib import Path
 
 import asyncpg
 
-from orders_core.db import database_url, mask_dsn
+from orders_core.db import direct_database_url, mask_dsn
 from orders_core.logs import setup_logging
 from orders_core.settings import Settings
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = Settings()
     setup_logging(settings.log_level)
-    dsn = database_url(settings)
+    dsn = direct_database_url(settings)  # the advisory lock needs a session
     try:
         applied = asyncio.run(migrate(dsn, args.dir))
     except (MigrationError, OSError, asyncpg.PostgresError) as exc:

@@ -15,7 +15,7 @@ import asyncpg
 
 from orders_core import apikeys
 from orders_core.apikeys import Scope
-from orders_core.db import DB_ERRORS, database_url
+from orders_core.db import DB_ERRORS, direct_database_url
 from orders_core.settings import Settings
 
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     revoke.add_argument("key_id")
     args = parser.parse_args(argv)
     try:
-        code = asyncio.run(_run(args, database_url(Settings())))
+        code = asyncio.run(_run(args, direct_database_url(Settings())))
     except ValueError as exc:
         sys.exit(f"orders-keys: {exc}")
     except DB_ERRORS as exc:

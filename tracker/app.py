@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from orders_core.db import database_url
+from orders_core.db import direct_database_url
 from orders_core.web import pool_context, request_context, running
 from tracker.keys import HTTP, POOL, REPORT_URL, REPORTER, SETTINGS
 from tracker.reporter import Reporter
@@ -30,7 +30,7 @@ async def _reporter(app: web.Application) -> AsyncIterator[None]:
         webhook = Webhook(
             app[HTTP], settings.tracker_webhook_url, settings.tracker_webhook_timeout_s
         )
-    dsn = database_url(settings)
+    dsn = direct_database_url(settings)
     app[REPORTER] = reporter = Reporter(app[POOL], dsn, settings, webhook, app[REPORT_URL])
     async with running(reporter.run(), "tracker-reports"):
         yield

@@ -55,6 +55,14 @@ class Reporter:
     def leading(self) -> bool:
         return self._leadership.leading
 
+    @property
+    def _conn(self) -> asyncpg.Connection:
+        """The leader's own session, which holds the lock: every write of a cycle goes through
+        it, so a tracker whose session (and with it the lead) is gone cannot commit one."""
+        conn = self._leadership.conn
+        assert conn is not None, "a cycle runs only while leading"
+        return conn
+
     async def run(self) -> None:
         """Forever: lead if possible, then report; survives database outages."""
         while True:
@@ -83,14 +91,15 @@ class Reporter:
         if self._webhook is not None:
             await self._deliver(self._webhook)
         if time.monotonic() >= self._next_purge:
-            await retention.purge(self._pool, self._settings)
+            await retention.purge(self._conn, self._settings)
             self._next_purge = time.monotonic() + self._settings.retention_interval_s
 
     async def _report_batch(self, kind: str) -> int:
         """Claim and log one batch; the claim commits after the log lines are written, so a
         crash in between reports those orders again rather than never."""
         deliver = self._webhook is not None
-        async with self._pool.acquire() as conn, conn.transaction():
+        conn = self._conn
+        async with conn.transaction():
             if kind == "failure":
                 rows = await store.report_failures(conn, MARGIN_S, BATCH, deliver)
             else:
@@ -110,15 +119,22 @@ class Reporter:
         REPORTS.labels(kind).inc(len(rows))
 
     async def _deliver(self, webhook: Webhook) -> None:
-        due = await store.due_deliveries(self._pool, DELIVERY_BATCH)
-        await asyncio.gather(*(self._deliver_one(webhook, row) for row in due))
+        """POST what is due, all at once; then record each outcome, one statement at a time on
+        the leader's connection."""
+        due = await store.due_deliveries(self._conn, DELIVERY_BATCH)
+        errors = await asyncio.gather(*(self._post(webhook, row) for row in due))
+        for row, error in zip(due, errors, strict=True):
+            await self._record_delivery(row, error)
 
-    async def _deliver_one(self, webhook: Webhook, row: asyncpg.Record) -> None:
+    async def _post(self, webhook: Webhook, row: asyncpg.Record) -> str | None:
         kind, order_id = row["kind"], row["id"]
-        error = await webhook.post(kind, order_id, report_body(kind, row, self._report_url))
+        return await webhook.post(kind, order_id, report_body(kind, row, self._report_url))
+
+    async def _record_delivery(self, row: asyncpg.Record, error: str | None) -> None:
+        kind, order_id = row["kind"], row["id"]
         if error is None:
             WEBHOOK_DELIVERIES.labels("delivered").inc()
-            await store.delivered(self._pool, order_id, kind)
+            await store.delivered(self._conn, order_id, kind)
             return
         WEBHOOK_DELIVERIES.labels("failed").inc()
         delay = retry_delay(self._settings, row["webhook_attempts"] + 1)
@@ -126,4 +142,4 @@ class Reporter:
             "webhook delivery failed; retrying",
             extra={"order_id": str(order_id), "kind": kind, "error": error, "retry_in_s": delay},
         )
-        await store.delivery_failed(self._pool, order_id, kind, delay, error)
+        await store.delivery_failed(self._conn, order_id, kind, delay, error)

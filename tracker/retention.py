@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from orders_core.db import Pool
+from orders_core.db import Db
 from tracker.metrics import PURGED
 from tracker.settings import TrackerSettings
 
@@ -47,7 +47,7 @@ PURGES = {
 }
 
 
-async def purge(pool: Pool, settings: TrackerSettings) -> dict[str, int]:
+async def purge(pool: Db, settings: TrackerSettings) -> dict[str, int]:
     """One pass: each kind purged in batches until nothing past its window is left."""
     purged: dict[str, int] = {}
     for name, (sql, setting) in PURGES.items():

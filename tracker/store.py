@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from orders_core.db import Pool, PooledConnection
+from orders_core.db import Db, Pool
 
 FAILURE_COLUMNS = (
     "o.id, o.instrument, o.side, o.type, o.quantity, o.created_at, o.failed_at, o.attempts, "
@@ -90,29 +90,29 @@ SELECT o.id, o.instrument, o.side, o.type, o.quantity, o.created_at, o.attempts,
 
 
 async def report_failures(
-    conn: PooledConnection, margin_s: float, limit: int, deliver: bool
+    conn: Db, margin_s: float, limit: int, deliver: bool
 ) -> list[asyncpg.Record]:
     """Claim up to `limit` failures nobody reported yet; the claimed rows, oldest first."""
     return await conn.fetch(REPORT_FAILURES, margin_s, limit, deliver)
 
 
 async def report_stuck(
-    conn: PooledConnection, margin_s: float, limit: int, deliver: bool, stuck_after_s: float
+    conn: Db, margin_s: float, limit: int, deliver: bool, stuck_after_s: float
 ) -> list[asyncpg.Record]:
     """Claim up to `limit` orders IN PROGRESS for longer than `stuck_after_s`, not yet reported."""
     return await conn.fetch(REPORT_STUCK, margin_s, limit, deliver, stuck_after_s)
 
 
-async def due_deliveries(pool: Pool, limit: int) -> list[asyncpg.Record]:
+async def due_deliveries(pool: Db, limit: int) -> list[asyncpg.Record]:
     return await pool.fetch(DUE_DELIVERIES, limit)
 
 
-async def delivered(pool: Pool, order_id: UUID, kind: str) -> None:
+async def delivered(pool: Db, order_id: UUID, kind: str) -> None:
     await pool.execute(DELIVERED, order_id, kind)
 
 
 async def delivery_failed(
-    pool: Pool, order_id: UUID, kind: str, retry_in_s: float, error: str
+    pool: Db, order_id: UUID, kind: str, retry_in_s: float, error: str
 ) -> None:
     await pool.execute(DELIVERY_FAILED, order_id, kind, retry_in_s, error[:500])
 
