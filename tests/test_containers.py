@@ -238,10 +238,14 @@ def test_postgres_keeps_its_data_and_the_password_is_not_in_the_image(
         config = resolved(POSTGRES_PASSWORD=password) if password else compose
         server = environment(config["services"]["postgres"])["POSTGRES_PASSWORD"]
         assert server == (password or server)
+        pooler = environment(config["services"]["pgbouncer"])["DATABASE_URL"]
+        assert pooler == f"postgres://orders:{server}@postgres:5432/orders"
         for name in apps:
-            url = environment(config["services"][name]).get("DATABASE_URL")
-            if url is not None:
-                assert url == f"postgresql://orders:{server}@postgres:5432/orders", name
+            env = environment(config["services"][name])
+            if "DATABASE_URL" in env:  # statements through the pooler, sessions past it
+                assert env["DATABASE_URL"] == f"postgresql://orders:{server}@pgbouncer:5432/orders"
+                direct = env["DATABASE_DIRECT_URL"]
+                assert direct == f"postgresql://orders:{server}@postgres:5432/orders", name
     for instruction in instructions(DOCKERFILE.read_text()):  # comments may name them
         for secret in ("PASSWORD", "DATABASE_URL", "postgresql://"):
             assert secret not in instruction.args, instruction
@@ -518,8 +522,9 @@ class Layout:
         env = self.image_env | {k: self.rewrite(v) for k, v in environment(self.apps[name]).items()}
         if env.get("BIND_HOST") == "0.0.0.0":
             env["BIND_HOST"] = "127.0.0.1"
-        if "DATABASE_URL" in env:
-            env["DATABASE_URL"] = self.db_url
+        for variable in ("DATABASE_URL", "DATABASE_DIRECT_URL"):  # no pooler here: the server
+            if variable in env:
+                env[variable] = self.db_url
         script = command(self.apps[name])[0]
         if script in PORT_VARIABLE:
             env[PORT_VARIABLE[script]] = str(self.ports[name])
