@@ -9,9 +9,11 @@ cannot drift from the parsing. The paging every listing shares (page size, curso
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, TypeVar, get_type_hints
+from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
@@ -19,6 +21,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from orders_core import cursor
 from orders_core.errors import BadRequest, validation_errors
 
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+UUID_RE = re.compile(UUID_PATTERN)
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 # Where each source of parameters is, in a handler's signature and in OpenAPI.
@@ -39,18 +43,27 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _ascii_int(value: object) -> object:
-    """Only plain ASCII digits: no sign, spaces, `_`, other scripts' digits, or 5,000 of them."""
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit() and len(value) <= 18):
-            raise ValueError("must be a whole number written with the digits 0-9")
-        return int(value)
-    return value
+MAX_DIGITS = 18  # below 2**63: any such number fits a bigint, and no int() refuses it
+
+
+def whole_number(text: str) -> int:
+    """The one parser of integers a client writes (query parameters, path segments): plain ASCII
+    digits only. No sign, spaces, `_`, other scripts' digits (`str.isdigit` takes those, and
+    superscripts that `int` then refuses), and at most MAX_DIGITS of them. ValueError otherwise."""
+    if not (0 < len(text) <= MAX_DIGITS and text.isascii() and text.isdigit()):
+        raise ValueError(f"must be a whole number of at most {MAX_DIGITS} digits 0-9")
+    return int(text)
+
+
+def _whole_number(value: object) -> object:
+    return whole_number(value) if isinstance(value, str) else value
 
 
 def _instant(value: object) -> object:
     """ISO 8601 with a UTC offset, as UTC; a time that is no instant in UTC is refused."""
     if isinstance(value, str):
+        if len(value) > 64 or not value.isascii():
+            raise ValueError("must be an ISO 8601 timestamp with a UTC offset")
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
@@ -73,11 +86,27 @@ def _position(value: object) -> object:
     return value
 
 
-QueryInt = Annotated[int, BeforeValidator(_ascii_int)]
+def _uuid(value: object) -> object:
+    """Only the hyphenated form: `{...}`, `urn:uuid:` and bare hex are other spellings."""
+    if isinstance(value, str) and not UUID_RE.fullmatch(value):
+        raise ValueError("must be a UUID: 8-4-4-4-12 hexadecimal digits")
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_whole_number)]
 Instant = Annotated[
     datetime, BeforeValidator(_instant), WithJsonSchema({"type": "string", "format": "date-time"})
 ]
-Cursor = Annotated[cursor.Position, BeforeValidator(_position), WithJsonSchema({"type": "string"})]
+Cursor = Annotated[
+    cursor.Position,
+    BeforeValidator(_position),
+    WithJsonSchema({"type": "string", "pattern": cursor.PATTERN, "maxLength": cursor.MAX_LENGTH}),
+]
+Uuid = Annotated[
+    UUID,
+    BeforeValidator(_uuid),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID_PATTERN}),
+]
 
 
 class PageQuery(Params):
@@ -160,6 +189,8 @@ def parameters(models: Mapping[str, type[Params]]) -> list[dict[str, Any]]:
         required = set(schema.get("required", []))
         for name, prop in schema["properties"].items():
             prop = _without_null(_inline(prop, defs))
+            if "default" in prop and prop["default"] is None:
+                del prop["default"]  # left out is not "null": there is no null in a query
             description = prop.pop("description", "")
             prop.pop("title", None)
             result.append(

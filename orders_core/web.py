@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+import asyncpg
 import uvloop
 from aiohttp import web
 from prometheus_client import REGISTRY, Histogram
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 S = TypeVar("S", bound=Settings)
 REQUEST_ID = web.RequestKey("request_id", str)
+UNREADABLE_BODY = "Request body could not be read: it does not match its encoding or framing"
+OUT_OF_RANGE = "A value of the request is outside what the service can store or compare"
 
 HTTP_DURATION = Histogram(
     "http_request_duration_seconds",
@@ -72,6 +75,19 @@ async def _as_json_errors(request: web.Request, handler: Handler) -> web.StreamR
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return web.json_response({"message": exc.reason}, status=exc.status, headers=headers)
+    except web.RequestPayloadError:  # the body does not decode (Content-Encoding, chunking)
+        return web.json_response({"message": UNREADABLE_BODY}, status=400)
+    except asyncpg.DataError as exc:
+        # SQLSTATE class 22 ("data exception"), or a value the driver cannot encode: a value of
+        # the request does not fit; the database is fine. The client's 400, not an outage. The
+        # driver's text may quote the value: only its class goes to the log.
+        log.warning(
+            "a value was refused by the database: %s (SQLSTATE %s)",
+            type(exc).__name__,
+            exc.sqlstate,
+            extra={"request_id": request_id},
+        )
+        return web.json_response({"message": OUT_OF_RANGE}, status=400)
     except DB_ERRORS:
         log.exception("database unavailable", extra={"request_id": request_id})
         return web.json_response(
