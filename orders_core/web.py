@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from orders_core import http_errors
 from orders_core.db import DB_ERRORS, Pool, create_pool, database_url
 from orders_core.errors import ApiError
 from orders_core.settings import Settings
@@ -40,6 +41,10 @@ HTTP_DURATION = Histogram(
 def _route(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
+
+
+# What aiohttp's HTTP layer refuses before any middleware runs is answered in JSON too.
+http_errors.install()
 
 
 @web.middleware
@@ -75,8 +80,14 @@ async def _as_json_errors(request: web.Request, handler: Handler) -> web.StreamR
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return web.json_response({"message": exc.reason}, status=exc.status, headers=headers)
-    except web.RequestPayloadError:  # the body does not decode (Content-Encoding, chunking)
-        return web.json_response({"message": UNREADABLE_BODY}, status=400)
+    except web.RequestPayloadError:
+        # The body does not decode (Content-Encoding, chunking): no more of it can be read. The
+        # stream is ended here and the connection closed after the answer, or aiohttp would try
+        # to read the rest, meet the same error and log it as an "Unhandled exception".
+        request.content.feed_eof()
+        response = web.json_response({"message": UNREADABLE_BODY}, status=400)
+        response.force_close()
+        return response
     except asyncpg.DataError as exc:
         # SQLSTATE class 22 ("data exception"), or a value the driver cannot encode: a value of
         # the request does not fit; the database is fine. The client's 400, not an outage. The
