@@ -7,12 +7,14 @@ import html
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from orders_api.auth import PROTECTED, READ_METHODS
+from orders_api.schemas import ErrorModel
 from orders_core.params import TypedHandler, declared, parameters
 
 Mode = Literal["validation", "serialization"]
@@ -32,7 +34,23 @@ class Endpoint:
     media_type: str = "application/json"
 
 
+def protected(e: Endpoint) -> bool:
+    """Whether the route needs an API key (orders_api.auth decides the same way)."""
+    return e.path == PROTECTED or e.path.startswith(PROTECTED + "/")
+
+
+# What orders_api.auth answers on every protected route, and on a write with a read-only key.
+UNAUTHORIZED = (ErrorModel, "no API key, or a malformed, unknown or revoked one")
+FORBIDDEN = (ErrorModel, "this API key may only read (scope read)")
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "an API key, `ok_<id>_<secret>` (orders-keys create)",
+}
+
+
 def build(endpoints: list[Endpoint], title: str, version: str) -> dict[str, Any]:
+    endpoints = [_with_auth_answers(e) for e in endpoints]
     models: list[tuple[type[BaseModel], Mode]] = []
     for e in endpoints:
         if e.body is not None:
@@ -43,18 +61,37 @@ def build(endpoints: list[Endpoint], title: str, version: str) -> dict[str, Any]
     )
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
-        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, refs)
+        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, refs, endpoints)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": defs.get("$defs", {})},
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {"apiKey": SECURITY_SCHEME},
+        },
     }
 
 
-def _operation(e: Endpoint, refs: Mapping[tuple[Any, Mode], Any]) -> dict[str, Any]:
-    operation_id = re.sub(r"\W+", "_", f"{e.method} {e.path}").strip("_").lower()
-    op: dict[str, Any] = {"summary": e.summary, "operationId": operation_id}
+def _with_auth_answers(e: Endpoint) -> Endpoint:
+    if not protected(e):
+        return e
+    responses = {401: UNAUTHORIZED, **e.responses}
+    if e.method not in READ_METHODS:
+        responses.setdefault(403, FORBIDDEN)
+    return replace(e, responses=responses)
+
+
+def _operation_id(e: Endpoint) -> str:
+    return re.sub(r"\W+", "_", f"{e.method} {e.path}").strip("_").lower()
+
+
+def _operation(
+    e: Endpoint, refs: Mapping[tuple[Any, Mode], Any], endpoints: list[Endpoint]
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": e.summary, "operationId": _operation_id(e)}
+    if protected(e):
+        op["security"] = [{"apiKey": []}]
     params = parameters(declared(e.handler))
     if params:
         op["parameters"] = params
@@ -68,8 +105,28 @@ def _operation(e: Endpoint, refs: Mapping[tuple[Any, Mode], Any]) -> dict[str, A
             response["content"] = {"application/json": {"schema": refs[(model, "serialization")]}}
         elif status < 300:
             response["content"] = {e.media_type: {"schema": {"type": "string"}}}
+        if status == 201 and (links := _links(e, model, endpoints)):
+            response["links"] = links
         op["responses"][str(status)] = response
     return op
+
+
+def _links(
+    e: Endpoint, created: type[BaseModel] | None, endpoints: list[Endpoint]
+) -> dict[str, Any]:
+    """What a client can do next with what it created: every operation on `{path}/{id}` (and
+    below it), its `id` taken from the answer's body."""
+    if created is None or "id" not in created.model_fields:
+        return {}
+    item = f"{e.path}/{{id}}"
+    return {
+        _operation_id(other): {
+            "operationId": _operation_id(other),
+            "parameters": {"id": "$response.body#/id"},
+        }
+        for other in endpoints
+        if other.path == item or other.path.startswith(item + "/")
+    }
 
 
 def render_docs(spec: dict[str, Any]) -> str:

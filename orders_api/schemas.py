@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StrictInt,
+    TypeAdapter,
     ValidationInfo,
+    WithJsonSchema,
     field_serializer,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from orders_core.domain import (
     MAX_QUANTITY,
@@ -25,20 +32,58 @@ from orders_core.domain import (
     OrderType,
     Side,
 )
-from orders_core.params import PageQuery, Params
+from orders_core.params import PageQuery, Params, Uuid
+
+# A decimal string as a person writes one: ASCII digits, at most 16 before the point (what
+# numeric(18, 2) holds) and 2 after. Not `_`, spaces, `+`, exponents or other scripts' digits,
+# all of which Decimal() would take (SPEC §7). A JSON number is exact (a Decimal) already.
+PRICE_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,2})?$"
+_PRICE_TEXT = re.compile(PRICE_PATTERN)
+MAX_PRICE_EXCLUSIVE = 10**16
+PRICE_RULE = "> 0, at most 2 decimal places and 16 digits before the point"
+
+
+def _price_text(value: object) -> object:
+    if isinstance(value, str):
+        if not _PRICE_TEXT.fullmatch(value):
+            raise ValueError(
+                "limit_price must be a JSON number or a decimal string of digits 0-9 with at "
+                'most 2 decimal places, like "123.45"'
+            )
+        return Decimal(value)
+    return value
+
 
 Price = Annotated[
     Decimal,
-    Field(
-        gt=0,
-        decimal_places=2,
-        max_digits=18,
-        description="> 0, at most 2 decimal places; a JSON number or a decimal string",
+    BeforeValidator(_price_text),
+    Field(gt=0, decimal_places=2, max_digits=18, lt=MAX_PRICE_EXCLUSIVE),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "exclusiveMaximum": MAX_PRICE_EXCLUSIVE,
+                    "multipleOf": 0.01,
+                },
+                {"type": "string", "pattern": PRICE_PATTERN},
+            ],
+            "description": f'{PRICE_RULE}: a JSON number, or a decimal string like "123.45"',
+        }
     ),
+]
+Quantity = Annotated[
+    StrictInt,
+    Field(ge=1, le=MAX_QUANTITY, description='a JSON integer (not 10.0, "10" or true)'),
 ]
 
 
 class CreateOrderModel(BaseModel):
+    """`POST /orders`. One model validates every order; the document describes it as the two
+    shapes it takes (`LimitOrderRequest`, `MarketOrderRequest`, built from the same field
+    types), one of them by `type`."""
+
     model_config = ConfigDict(extra="forbid")
 
     type: OrderType
@@ -49,7 +94,7 @@ class CreateOrderModel(BaseModel):
         validate_default=True,
         description="required for limit orders, absent or null for market orders",
     )
-    quantity: StrictInt = Field(ge=1, le=MAX_QUANTITY)
+    quantity: Quantity
 
     @field_validator("limit_price", mode="after")
     @classmethod
@@ -60,6 +105,42 @@ class CreateOrderModel(BaseModel):
         if order_type is OrderType.MARKET and price is not None:
             raise ValueError("limit_price must be absent or null for market orders")
         return price
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(_DOCUMENTED.core_schema)
+        return {**schema, "title": "CreateOrderModel", "description": "a limit or a market order"}
+
+
+class LimitOrderRequest(BaseModel):
+    """A limit order: `limit_price` is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal[OrderType.LIMIT]
+    side: Side
+    instrument: Isin
+    limit_price: Price
+    quantity: Quantity
+
+
+class MarketOrderRequest(BaseModel):
+    """A market order: `limit_price` is absent or null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal[OrderType.MARKET]
+    side: Side
+    instrument: Isin
+    limit_price: None = None
+    quantity: Quantity
+
+
+_DOCUMENTED: TypeAdapter[LimitOrderRequest | MarketOrderRequest] = TypeAdapter(
+    Annotated[LimitOrderRequest | MarketOrderRequest, Field(discriminator="type")]
+)
 
 
 class OrderModel(BaseModel):
@@ -130,7 +211,7 @@ class HealthModel(BaseModel):
 
 
 class OrderPath(Params):
-    id: UUID = Field(description="the order's id (UUID)")
+    id: Uuid = Field(description="the order's id (UUID)")
 
 
 class OrdersQuery(PageQuery):
