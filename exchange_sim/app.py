@@ -9,7 +9,7 @@ from contextlib import suppress
 
 from aiohttp import web
 
-from exchange_sim import handlers, stream
+from exchange_sim import handlers, http_errors, stream
 from exchange_sim.book import Book
 from exchange_sim.config import SimConfig
 from exchange_sim.events import EventLog
@@ -23,11 +23,23 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# What aiohttp's HTTP layer refuses before any middleware runs is answered in JSON too.
+http_errors.install()
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One error shape, `{"message": ...}`, for unknown routes, wrong methods and crashes."""
+    """One error shape, `{"message": ...}`, for unknown routes, wrong methods, bodies that do not
+    decode, and crashes."""
     try:
         return await handler(request)
+    except web.RequestPayloadError:
+        # Not what its Content-Encoding says, or broken chunking: no more of it can be read.
+        # Ended here and closed after the answer, so aiohttp does not read it again and fail.
+        request.content.feed_eof()
+        response = handlers.json_error(400, "request body could not be read: bad encoding")
+        response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from exchange_sim import strict_json
 from exchange_sim.keys import BOOK, FAULTS, LIFECYCLE, TRAFFIC
 from exchange_sim.schemas import (
     PlaceOrder,
@@ -127,7 +127,7 @@ async def get_config(request: web.Request) -> web.Response:
 
 async def update_config(request: web.Request) -> web.Response:
     try:
-        changes = json.loads(await request.read())
+        changes = strict_json.loads(await request.read())
         config = request.app[FAULTS].update(changes)
     except ValueError as exc:
         return json_error(400, f"invalid config: {exc}")

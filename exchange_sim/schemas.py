@@ -5,7 +5,6 @@ Written independently of `orders_core.wire` on purpose; the tests between the tw
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -13,6 +12,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from exchange_sim import strict_json
 from exchange_sim.config import describe_errors
 
 ClientOrderId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -48,6 +48,10 @@ def _is_positive_decimal(text: str) -> bool:
 
 def parse_place_order(raw: bytes) -> PlaceOrder:
     """The request body as a `PlaceOrder`; ValueError with a readable message otherwise."""
+    try:  # first what pydantic would take quietly: a duplicate key, deep nesting
+        strict_json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"invalid order: {exc}") from None
     try:
         return PlaceOrder.model_validate_json(raw)
     except ValidationError as exc:
@@ -72,7 +76,7 @@ def peek_valid_until(raw: bytes) -> datetime | None:
 
 def _peek(raw: bytes, name: str) -> object:
     try:
-        data = json.loads(raw)
+        data = strict_json.loads(raw)
     except ValueError:
         return None
     return data.get(name) if isinstance(data, dict) else None

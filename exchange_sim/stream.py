@@ -23,8 +23,8 @@ def _position(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit():
-        raise ValueError(f"{name} must be a non-negative integer")
+    if not (0 < len(raw) <= 18 and raw.isascii() and raw.isdigit()):
+        raise ValueError(f"{name} must be a non-negative integer of at most 18 digits 0-9")
     return int(raw)
 
 
