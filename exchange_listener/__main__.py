@@ -11,7 +11,7 @@ from orders_core.web import serve
 def main() -> None:
     settings = ListenerSettings()
     setup_logging(settings.log_level)
-    serve(create_app(settings), "exchange-listener", settings.bind_host, settings.listener_port)
+    serve(create_app(settings), "exchange-listener", settings, settings.listener_port)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from exchange_listener.keys import HTTP, POOL, SETTINGS
 from exchange_listener.leader import lead_forever
 from exchange_listener.settings import ListenerSettings
 from orders_core.db import direct_database_url
+from orders_core.limits import NO_BODY_MAX_BYTES
 from orders_core.web import (
     live,
     metrics_handler,
@@ -30,7 +31,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: ListenerSettings) -> web.Application:
-    app = web.Application(middlewares=[request_context])
+    app = web.Application(middlewares=[request_context], client_max_size=NO_BODY_MAX_BYTES)
     app[SETTINGS] = settings
     # The pool serves /health/ready; the leader writes on a connection of its own.
     app.cleanup_ctx.extend([pool_context(SETTINGS, POOL, max_size=2), _ingest])

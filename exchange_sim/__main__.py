@@ -6,11 +6,11 @@ import logging
 import sys
 
 import uvloop
-from aiohttp import web
 from pydantic import ValidationError
 
 from exchange_sim.app import create_app
 from exchange_sim.config import SimSettings, describe_errors
+from exchange_sim.limits import ServerLimits, run
 
 log = logging.getLogger("exchange_sim")
 
@@ -22,32 +22,33 @@ def _env_name(field: str) -> str:
     return field if field.isupper() else f"EXCHANGE_SIM_{field.upper()}"
 
 
-def load_settings() -> SimSettings:
+def load_settings() -> tuple[SimSettings, ServerLimits]:
     try:
-        return SimSettings()
+        return SimSettings(), ServerLimits()
     except ValidationError as exc:
         sys.exit(f"exchange-sim: invalid settings: {describe_errors(exc, _env_name)}")
 
 
 def main() -> None:
-    settings = load_settings()
+    settings, limits = load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     url = f"http://{settings.bind_host}:{settings.port}"
 
-    def announce(*_: object) -> None:
+    def announce() -> None:
         log.info("exchange-sim listening on %s with %s", url, settings.knobs())
 
-    web.run_app(
+    run(
         create_app(settings.knobs()),
-        host=settings.bind_host,
-        port=settings.port,
+        settings.bind_host,
+        settings.port,
+        limits,
+        uvloop.new_event_loop(),
+        announce,
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-        print=announce,
-        loop=uvloop.new_event_loop(),
     )
 
 

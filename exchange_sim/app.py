@@ -16,6 +16,7 @@ from exchange_sim.events import EventLog
 from exchange_sim.faults import Faults
 from exchange_sim.keys import BOOK, FAULTS, LIFECYCLE, TRAFFIC
 from exchange_sim.lifecycle import Lifecycle
+from exchange_sim.limits import MAX_BODY_BYTES
 from exchange_sim.traffic import Traffic
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ async def close_streams(app: web.Application) -> None:
 
 
 def create_app(config: SimConfig) -> web.Application:
-    app = web.Application(middlewares=[json_errors])
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     faults = Faults(config)
     app[FAULTS] = faults
     app[BOOK] = Book(EventLog(lambda: faults.config.retention))

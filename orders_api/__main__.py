@@ -11,7 +11,7 @@ from orders_core.web import serve
 def main() -> None:
     settings = ApiSettings()
     setup_logging(settings.log_level)
-    serve(create_app(settings), "orders-api", settings.bind_host, settings.orders_api_port)
+    serve(create_app(settings), "orders-api", settings, settings.orders_api_port)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from orders_api.keyring import Keyring
 from orders_api.keys import HTTP, INSTANCE, KEYRING, PLACER, POOL, RETRIER, SCHEDULER, SETTINGS
 from orders_api.placement import Placer
 from orders_api.policy import Policy
+from orders_api.ratelimit import rate_limit
 from orders_api.requests import MAX_BODY_BYTES
 from orders_api.retrier import Retrier
 from orders_api.routes import setup_routes
@@ -57,9 +58,11 @@ async def _retries(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: ApiSettings) -> web.Application:
-    # request_context first: it renders what authenticate and the handlers raise.
+    # request_context first: it renders what the others and the handlers raise. rate_limit
+    # after authenticate: only a proven key spends its tokens.
     app = web.Application(
-        middlewares=[request_context, authenticate], client_max_size=MAX_BODY_BYTES
+        middlewares=[request_context, authenticate, rate_limit(settings)],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
     app[INSTANCE] = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"

@@ -32,6 +32,12 @@ class ApiSettings(Settings):
     key_cache_s: float = Field(
         default=5.0, ge=0, description="how long a checked API key is trusted without a query"
     )
+    rate_limit_per_s: float = Field(
+        default=200.0, gt=0, description="requests a second per API key (token bucket refill)"
+    )
+    rate_limit_burst: int = Field(
+        default=400, ge=1, description="requests per API key beyond the rate (bucket size)"
+    )
 
     @model_validator(mode="after")
     def _lease_outlives_an_attempt(self) -> Self:

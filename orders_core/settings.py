@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     bind_host: str = "127.0.0.1"
     log_level: str = "INFO"
 
+    client_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a client that has not sent a whole request head in this time is disconnected",
+    )
+    keepalive_timeout_s: float = Field(
+        default=75.0, gt=0, description="an idle kept-alive connection is closed after this"
+    )
+    max_connections: int = Field(
+        default=10_000, ge=1, description="open HTTP connections per process; past it: closed"
+    )
+
     @property
     def statement_cache_size(self) -> int:
         """Named prepared statements do not survive a transaction pooler (PgBouncer < 1.21): a

@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from orders_core import http_errors
+from orders_core import http_errors, limits
 from orders_core.db import DB_ERRORS, Pool, create_pool, database_url
 from orders_core.errors import ApiError
 from orders_core.settings import Settings
@@ -162,9 +162,9 @@ def metrics_handler() -> Handler:
     return make_aiohttp_handler(REGISTRY)
 
 
-def serve(app: web.Application, name: str, host: str, port: int) -> None:
-    """Run a service's application until SIGINT/SIGTERM, on uvloop."""
+def serve(app: web.Application, name: str, settings: Settings, port: int) -> None:
+    """Run a service's application until SIGINT/SIGTERM, on uvloop, on `BIND_HOST`, with the
+    server limits of `settings` (`orders_core.limits`: head timeout, keep-alive, connection cap)."""
+    host = settings.bind_host
     log.info("%s on http://%s:%d", name, host, port)
-    web.run_app(
-        app, host=host, port=port, print=None, access_log=None, loop=uvloop.new_event_loop()
-    )
+    limits.run(app, host, port, limits.ServerLimits.of(settings), uvloop.new_event_loop())

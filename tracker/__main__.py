@@ -11,7 +11,7 @@ from tracker.settings import TrackerSettings
 def main() -> None:
     settings = TrackerSettings()
     setup_logging(settings.log_level)
-    serve(create_app(settings), "tracker", settings.bind_host, settings.tracker_port)
+    serve(create_app(settings), "tracker", settings, settings.tracker_port)
 
 
 if __name__ == "__main__":

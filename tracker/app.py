@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from orders_core.db import direct_database_url
+from orders_core.limits import NO_BODY_MAX_BYTES
 from orders_core.web import pool_context, request_context, running
 from tracker.keys import HTTP, POOL, REPORT_URL, REPORTER, SETTINGS
 from tracker.reporter import Reporter
@@ -44,7 +45,7 @@ def report_url(settings: TrackerSettings) -> str:
 
 
 def create_app(settings: TrackerSettings) -> web.Application:
-    app = web.Application(middlewares=[request_context])
+    app = web.Application(middlewares=[request_context], client_max_size=NO_BODY_MAX_BYTES)
     app[SETTINGS] = settings
     app[REPORT_URL] = report_url(settings)
     app.cleanup_ctx.extend([pool_context(SETTINGS, POOL), _http, _reporter])
