@@ -34,10 +34,23 @@ async def _latency(app: web.Application) -> None:
 # --- /v1: the exchange's API ----------------------------------------------------------------
 
 
+# What aiohttp decodes; another coding would reach a handler still encoded (br and zstd only
+# with libraries not installed here: aiohttp refuses those itself).
+CONTENT_CODINGS = frozenset({"identity", "gzip", "deflate"})
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The body, decoded; 400 for a Content-Encoding the venue cannot read."""
+    codings = request.headers.getall("Content-Encoding", [])
+    if len(codings) > 1 or any(c.strip().lower() not in CONTENT_CODINGS for c in codings):
+        raise web.HTTPBadRequest(reason="Content-Encoding must be gzip, deflate or identity")
+    return await request.read()
+
+
 async def place_order(request: web.Request) -> web.Response:
     traffic = request.app[TRAFFIC]
     received_at = datetime.now(UTC)
-    raw = await request.read()
+    raw = await read_body(request)
     client_order_id = peek_client_order_id(raw)
     record = traffic.placement(client_order_id, received_at, peek_valid_until(raw))
     with traffic.track(client_order_id, "place"):
@@ -127,7 +140,7 @@ async def get_config(request: web.Request) -> web.Response:
 
 async def update_config(request: web.Request) -> web.Response:
     try:
-        changes = strict_json.loads(await request.read())
+        changes = strict_json.loads(await read_body(request))
         config = request.app[FAULTS].update(changes)
     except ValueError as exc:
         return json_error(400, f"invalid config: {exc}")
