@@ -102,7 +102,14 @@ async def main(count: int, concurrency: int, latency_ms: int) -> None:
         "EXCHANGE_SIM_LIFECYCLE": "false",  # fills and their stream are not what is measured
     }
     async with SimProcess.start_async(env) as sim:
-        settings = SystemSettings(database_url=dsn, exchange_url=sim.url, log_level="WARNING")
+        # One key sends everything: its rate limit (SPEC 7) lifted, the service's rate is measured.
+        settings = SystemSettings(
+            database_url=dsn,
+            exchange_url=sim.url,
+            log_level="WARNING",
+            rate_limit_per_s=1e9,
+            rate_limit_burst=10**9,
+        )
         async with await ApiProcess.start(settings) as api:
             await through_api(api, min(count, 200), concurrency)  # warm-up
             cpu_before = _cpu(api.proc.pid), _cpu(sim.proc.pid)

@@ -47,6 +47,9 @@ def fast_settings(db_url: str, exchange_url: str, **overrides: Any) -> SystemSet
         "sweep_interval_s": 0.05,
         "db_pool_min_size": 1,
         "db_pool_max_size": 10,
+        # Tests send from one key as fast as the API answers; tests/test_limits.py sets its own.
+        "rate_limit_per_s": 1e9,
+        "rate_limit_burst": 10**9,
     }
     values.update(overrides)
     return SystemSettings(**values)
