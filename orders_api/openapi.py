@@ -39,9 +39,12 @@ def protected(e: Endpoint) -> bool:
     return e.path == PROTECTED or e.path.startswith(PROTECTED + "/")
 
 
-# What orders_api.auth answers on every protected route, and on a write with a read-only key.
+# What orders_api.auth and .ratelimit answer on every protected route (403: a write with a
+# read-only key).
 UNAUTHORIZED = (ErrorModel, "no API key, or a malformed, unknown or revoked one")
 FORBIDDEN = (ErrorModel, "this API key may only read (scope read)")
+TOO_MANY = (ErrorModel, "past this API key's rate limit; retry after Retry-After seconds")
+RETRY_AFTER = {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}
 SECURITY_SCHEME = {
     "type": "http",
     "scheme": "bearer",
@@ -76,7 +79,7 @@ def build(endpoints: list[Endpoint], title: str, version: str) -> dict[str, Any]
 def _with_auth_answers(e: Endpoint) -> Endpoint:
     if not protected(e):
         return e
-    responses = {401: UNAUTHORIZED, **e.responses}
+    responses = {401: UNAUTHORIZED, 429: TOO_MANY, **e.responses}
     if e.method not in READ_METHODS:
         responses.setdefault(403, FORBIDDEN)
     return replace(e, responses=responses)
@@ -105,6 +108,8 @@ def _operation(
             response["content"] = {"application/json": {"schema": refs[(model, "serialization")]}}
         elif status < 300:
             response["content"] = {e.media_type: {"schema": {"type": "string"}}}
+        if status == 429:
+            response["headers"] = {"Retry-After": RETRY_AFTER}
         if status == 201 and (links := _links(e, model, endpoints)):
             response["links"] = links
         op["responses"][str(status)] = response
