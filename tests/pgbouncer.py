@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -37,6 +39,11 @@ class PgBouncer:
         if "host=" in parts.query:  # a unix socket directory, as the embedded server gives
             host = parts.query.split("host=", 1)[1].split("&", 1)[0]
         self._server = (host, parts.port or 5432, parts.username or "postgres")
+        # It will not run as root. Through a unix socket it runs as the socket's owner (the
+        # embedded server's directory is private to it); else as postgres.
+        self._os_user = (
+            pwd.getpwuid(os.stat(host).st_uid).pw_name if host.startswith("/") else ("postgres")
+        )
         self._parts = parts
         self.port = free_port()
         self._dir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
@@ -65,11 +72,10 @@ class PgBouncer:
             f"logfile = {self._dir / 'pgbouncer.log'}\n"
         )
         (self._dir / "users.txt").write_text(f'"{user}" ""\n')
-        shutil.chown(self._dir, "postgres")  # it will not run as root; it runs as postgres
-        for path in self._dir.iterdir():
-            shutil.chown(path, "postgres")
+        for path in (self._dir, *self._dir.iterdir()):
+            shutil.chown(path, self._os_user)
         self._proc = subprocess.Popen(
-            [BINARY, "-u", "postgres", str(ini)],
+            [BINARY, "-u", self._os_user, str(ini)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -77,13 +83,16 @@ class PgBouncer:
         return self
 
     async def _wait_ready(self) -> None:
-        for _ in range(100):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 raise AssertionError(f"pgbouncer exited: {self.log()}")
             try:
-                conn = await asyncpg.connect(self.dsn("postgres"), statement_cache_size=0)
-            except (OSError, asyncpg.PostgresError):
+                conn = await asyncpg.connect(
+                    self.dsn("postgres"), statement_cache_size=0, timeout=2
+                )
+            except (OSError, TimeoutError, asyncpg.PostgresError):
                 await asyncio.sleep(0.1)
                 continue
             await conn.close()
