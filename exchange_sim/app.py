@@ -33,14 +33,25 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     """One error shape, `{"message": ...}`, for unknown routes, wrong methods, bodies that do not
     decode, and crashes."""
     try:
+        response = await _answer(request, handler)
+    except web.HTTPException:  # below 400: a redirect, aiohttp's to answer
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = handlers.json_error(500, "Internal server error")
+    if request.content.exception() is not None:
+        # A body that does not decode (Content-Encoding, chunking), read or not: ended here and
+        # closed after the answer, or aiohttp reads on, meets the error and logs a crash.
+        request.content.feed_eof()
+        response.force_close()
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
         return await handler(request)
     except web.RequestPayloadError:
-        # Not what its Content-Encoding says, or broken chunking: no more of it can be read.
-        # Ended here and closed after the answer, so aiohttp does not read it again and fail.
-        request.content.feed_eof()
-        response = handlers.json_error(400, "request body could not be read: bad encoding")
-        response.force_close()
-        return response
+        return handlers.json_error(400, "request body could not be read: bad encoding")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -48,9 +59,6 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return handlers.json_error(500, "Internal server error")
 
 
 def setup_routes(app: web.Application) -> None:

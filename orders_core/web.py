@@ -58,11 +58,22 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = await _as_json_errors(request, handler)
         status = response.status
         response.headers["X-Request-ID"] = request[REQUEST_ID]
+        _end_undecodable_body(request, response)
         return response
     finally:
         HTTP_DURATION.labels(request.method, _route(request), str(status)).observe(
             time.perf_counter() - started
         )
+
+
+def _end_undecodable_body(request: web.Request, response: web.StreamResponse) -> None:
+    """A body that does not decode (Content-Encoding, chunking), read or not by the handler: no
+    more of it can be read. It is ended here and the connection closed after the answer, or
+    aiohttp would read on after the answer, meet the same error and log an "Unhandled
+    exception" for what is the client's mistake."""
+    if request.content.exception() is not None:
+        request.content.feed_eof()
+        response.force_close()
 
 
 async def _as_json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,14 +91,8 @@ async def _as_json_errors(request: web.Request, handler: Handler) -> web.StreamR
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return web.json_response({"message": exc.reason}, status=exc.status, headers=headers)
-    except web.RequestPayloadError:
-        # The body does not decode (Content-Encoding, chunking): no more of it can be read. The
-        # stream is ended here and the connection closed after the answer, or aiohttp would try
-        # to read the rest, meet the same error and log it as an "Unhandled exception".
-        request.content.feed_eof()
-        response = web.json_response({"message": UNREADABLE_BODY}, status=400)
-        response.force_close()
-        return response
+    except web.RequestPayloadError:  # the body does not decode (Content-Encoding, chunking)
+        return web.json_response({"message": UNREADABLE_BODY}, status=400)
     except asyncpg.DataError as exc:
         # SQLSTATE class 22 ("data exception"), or a value the driver cannot encode: a value of
         # the request does not fit; the database is fine. The client's 400, not an outage. The

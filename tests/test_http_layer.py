@@ -98,21 +98,42 @@ async def api_process(db_url: str, exchange: SimProcess) -> AsyncIterator[ApiPro
         yield api
 
 
+# A body no handler reads, that does not decode: answered, then the connection closed, with no
+# "Unhandled exception" logged by aiohttp when it would read the rest.
+UNREAD = (
+    b"GET /%s HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 6\r\n\r\n" + MARK
+)
+
+
+async def _undecodable_body_is_dropped(port: int, path: bytes) -> None:
+    answer = await _exchange_raw(port, UNREAD % path)  # returns once the server closes
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
 async def test_the_api_process_answers_malformed_requests_in_json(api_process: ApiProcess) -> None:
     await _check_every_malformed_request(api_process.port)
-    assert b"SECRET" not in api_process.output().encode()  # nor does its log quote them
+    await _undecodable_body_is_dropped(api_process.port, b"health/live")
+    log = api_process.output()
+    assert "SECRET" not in log  # its log does not quote them either
+    assert "Unhandled exception" not in log
 
 
 async def test_the_tracker_answers_malformed_requests_in_json(
-    aiohttp_client: AiohttpClient, db_url: str
+    aiohttp_client: AiohttpClient, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     tracker = await aiohttp_client(create_tracker(fast_settings(db_url, "http://127.0.0.1:9")))
     assert tracker.server.port is not None
+    caplog.set_level(logging.ERROR)
     await _check_every_malformed_request(tracker.server.port)
+    await _undecodable_body_is_dropped(tracker.server.port, b"health/live")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_the_stand_in_answers_malformed_requests_in_json(exchange: SimProcess) -> None:
+    crashes = exchange.output().count("Unhandled exception")
     await _check_every_malformed_request(exchange.port)
+    await _undecodable_body_is_dropped(exchange.port, b"health")
+    assert exchange.output().count("Unhandled exception") == crashes
 
 
 # --- a value PostgreSQL refuses ------------------------------------------------------------------
