@@ -11,14 +11,16 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from orders_api import store
+from orders_api import reads, store
 from orders_api.keys import PLACER, POOL, PRINCIPAL
 from orders_api.requests import json_object, validate
 from orders_api.schemas import (
     CreateOrderHeaders,
     CreateOrderModel,
     ExchangeEventModel,
+    HistoryEntry,
     OrderEventsPage,
+    OrderHistory,
     OrderModel,
     OrderPath,
     OrdersPage,
@@ -67,7 +69,7 @@ def _new_order(order: CreateOrderModel, key: str | None, account_id: UUID) -> st
 
 
 async def get_order(request: web.Request, path: OrderPath) -> web.StreamResponse:
-    row = await store.by_id(request.app[POOL], request[PRINCIPAL].account_id, path.id)
+    row = await reads.by_id(request.app[POOL], request[PRINCIPAL].account_id, path.id)
     if row is None:
         raise NotFound(ORDER_NOT_FOUND)
     return order_response(row)
@@ -75,16 +77,16 @@ async def get_order(request: web.Request, path: OrderPath) -> web.StreamResponse
 
 async def order_events(request: web.Request, path: OrderPath) -> web.StreamResponse:
     pool = request.app[POOL]
-    if await store.by_id(pool, request[PRINCIPAL].account_id, path.id) is None:
+    if await reads.by_id(pool, request[PRINCIPAL].account_id, path.id) is None:
         raise NotFound(ORDER_NOT_FOUND)
-    rows = await store.events(pool, path.id)
+    rows = await reads.events(pool, path.id)
     page = OrderEventsPage(events=[ExchangeEventModel.model_validate(dict(r)) for r in rows])
     return web.Response(text=page.model_dump_json(), content_type="application/json")
 
 
 async def list_orders(request: web.Request, query: OrdersQuery) -> web.StreamResponse:
     rows, next_page = query.cut(
-        await store.page(
+        await reads.page(
             request.app[POOL],
             request[PRINCIPAL].account_id,
             query.status,
@@ -95,3 +97,12 @@ async def list_orders(request: web.Request, query: OrdersQuery) -> web.StreamRes
     )
     page = OrdersPage(orders=[OrderModel.model_validate(dict(r)) for r in rows], next=next_page)
     return web.Response(text=page.model_dump_json(), content_type="application/json")
+
+
+async def order_history(request: web.Request, path: OrderPath) -> web.StreamResponse:
+    pool = request.app[POOL]
+    if await reads.by_id(pool, request[PRINCIPAL].account_id, path.id) is None:
+        raise NotFound(ORDER_NOT_FOUND)
+    rows = await reads.history(pool, path.id)
+    body = OrderHistory(history=[HistoryEntry.model_validate(dict(r)) for r in rows])
+    return web.Response(text=body.model_dump_json(), content_type="application/json")

@@ -15,12 +15,12 @@ from uuid import UUID
 
 import asyncpg
 
-from orders_api import metrics, store
+from orders_api import metrics, reads, store
 from orders_api.policy import Policy, after_lookup, after_placement, utcnow
 from orders_core.db import DB_ERRORS, Pool
 from orders_core.domain import OrderStatus
 from orders_core.errors import InternalError
-from orders_core.exchange import ExchangeClient, PlaceResult
+from orders_core.exchange import ExchangeClient, LookupResult, PlaceResult
 from orders_core.wire import PlaceOrderRequest
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,9 @@ class Placer:
         try:
             result = await self._send(row, deadline)
             outcome = after_placement(result, 1, deadline, self._policy, utcnow(), self._rng)
-            updated = await self._finish(order.id, row["lease_token"], outcome)
+            updated = await self._finish(
+                order.id, row["lease_token"], outcome, _answered(result, 1)
+            )
         except Exception:
             # Stored and (maybe) placed, but the outcome is not written: the row still says
             # IN PROGRESS with the request pending, and the sweep reconciles it after the lease.
@@ -104,7 +106,7 @@ class Placer:
                         raise  # the server refused the statement: nothing was stored
                     raise _StoreUnknown from exc  # it may have committed before the line broke
                 if row is None and order.idempotency_key is not None:
-                    row = await store.by_key(conn, order.account_id, order.idempotency_key)
+                    row = await reads.by_key(conn, order.account_id, order.idempotency_key)
         except _StoreUnknown:
             raise
         except DB_ERRORS as exc:
@@ -124,7 +126,7 @@ class Placer:
         )
         for _ in range(STORE_CHECKS):
             try:
-                return await store.any_by_id(self._pool, order.id)
+                return await reads.any_by_id(self._pool, order.id)
             except DB_ERRORS as exc:
                 log.warning(
                     "could not look for the order",
@@ -149,25 +151,13 @@ class Placer:
     async def _advance(self, row: asyncpg.Record) -> None:
         order_id: UUID = row["id"]
         token: int = row["lease_token"]
-        attempts: int = row["attempts"]
-        if row["pending_deadline"] is not None or attempts >= self._policy.max_attempts:
-            asked_at = utcnow()  # a "not found" speaks of when it was asked, not answered
-            found = await self._exchange.lookup(str(order_id))
-            metrics.PLACEMENT_LOOKUPS.labels(found.outcome.value).inc()
-            outcome = after_lookup(
-                found,
-                attempts,
-                row["pending_deadline"],
-                row["last_error"],
-                row["lookup_failures"],
-                self._policy,
-                asked_at,
-                utcnow(),
-                self._rng,
-            )
+        absent = None  # what a lookup that allows placing again said, for the history
+        if row["pending_deadline"] is not None or row["attempts"] >= self._policy.max_attempts:
+            found, outcome = await self._look_up(row)
             if outcome is not None:
-                await self._finish(order_id, token, outcome)
+                await self._finish(order_id, token, outcome, _learned_by_lookup(found))
                 return
+            absent = found.detail
         deadline = self._policy.deadline(utcnow())
         attempt = await store.begin_attempt(
             self._pool,
@@ -176,17 +166,33 @@ class Placer:
             deadline,
             self._policy.settled(deadline),
             self._policy.lease_s,
+            absent,
         )
         if attempt is None:
             metrics.LEASES_LOST.inc()
             return
         metrics.RETRIES.inc()
         result = await self._send(row, deadline)
-        await self._finish(
-            order_id,
-            token,
-            after_placement(result, attempt, deadline, self._policy, utcnow(), self._rng),
+        outcome = after_placement(result, attempt, deadline, self._policy, utcnow(), self._rng)
+        await self._finish(order_id, token, outcome, _answered(result, attempt))
+
+    async def _look_up(self, row: asyncpg.Record) -> tuple[LookupResult, store.Outcome | None]:
+        """Ask the exchange for the order; what that decides (None: absent, place again)."""
+        asked_at = utcnow()  # a "not found" speaks of when it was asked, not answered
+        found = await self._exchange.lookup(str(row["id"]))
+        metrics.PLACEMENT_LOOKUPS.labels(found.outcome.value).inc()
+        outcome = after_lookup(
+            found,
+            row["attempts"],
+            row["pending_deadline"],
+            row["last_error"],
+            row["lookup_failures"],
+            self._policy,
+            asked_at,
+            utcnow(),
+            self._rng,
         )
+        return found, outcome
 
     async def _send(self, row: asyncpg.Record, deadline: datetime) -> PlaceResult:
         price = row["limit_price"]
@@ -204,9 +210,9 @@ class Placer:
         return result
 
     async def _finish(
-        self, order_id: UUID, token: int, outcome: store.Outcome
+        self, order_id: UUID, token: int, outcome: store.Outcome, event: store.Event
     ) -> asyncpg.Record | None:
-        updated = await store.finish(self._pool, order_id, token, outcome)
+        updated = await store.finish(self._pool, order_id, token, outcome, event)
         if updated is None:
             metrics.LEASES_LOST.inc()
             log.warning(
@@ -224,3 +230,11 @@ class Placer:
                 },
             )
         return updated
+
+
+def _answered(result: PlaceResult, attempt: int) -> store.Event:
+    return store.Event("placement_answered", attempt, result.outcome.value, result.detail)
+
+
+def _learned_by_lookup(found: LookupResult) -> store.Event:
+    return store.Event("lookup", None, found.outcome.value, found.detail)

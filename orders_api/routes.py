@@ -12,6 +12,7 @@ from orders_api.schemas import (
     ErrorModel,
     HealthModel,
     OrderEventsPage,
+    OrderHistory,
     OrderModel,
     OrdersPage,
 )
@@ -72,6 +73,18 @@ ENDPOINTS = [
         "The exchange's status updates for one order, oldest first",
         {
             200: (OrderEventsPage, "the events"),
+            400: (ErrorModel, "id is not a UUID"),
+            404: (ErrorModel, "no such order"),
+        },
+    ),
+    Endpoint(
+        "GET",
+        "/orders/{id}/history",
+        handlers.order_history,
+        "What happened to one order, oldest first: each placement request and answer, each "
+        "lookup, the exchange's status changes",
+        {
+            200: (OrderHistory, "the history"),
             400: (ErrorModel, "id is not a UUID"),
             404: (ErrorModel, "no such order"),
         },

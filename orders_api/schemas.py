@@ -161,10 +161,42 @@ class OrderModel(BaseModel):
     stock_market_order_status: str | None = Field(
         description="the latest status the exchange reported over its stream, or null"
     )
+    attempts: int = Field(description="placement requests sent so far (the first included)")
+    last_error: str | None = Field(
+        description="why the last attempt, or the order, failed; null when nothing failed"
+    )
+    failed_at: datetime | None = Field(description="when the order became FAILURE, or null")
+    updated_at: datetime = Field(description="when the order last changed")
 
-    @field_serializer("created_at")
+    @field_serializer("created_at", "updated_at")
     def _iso(self, value: datetime) -> str:
         return value.isoformat()
+
+    @field_serializer("failed_at")
+    def _iso_or_null(self, value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+
+class HistoryEntry(BaseModel):
+    """One thing that happened to an order."""
+
+    at: datetime
+    event: str = Field(
+        description="created; placement_sent (a request to the exchange, with its deadline); "
+        "placement_answered (outcome accepted, rejected, expired or unknown); lookup (outcome "
+        "found, absent or error); exchange_status (the exchange's status, from its stream)"
+    )
+    attempt: int | None = Field(description="the placement attempt it concerns, if one")
+    outcome: str | None
+    detail: str | None
+
+    @field_serializer("at")
+    def _iso(self, value: datetime) -> str:
+        return value.isoformat()
+
+
+class OrderHistory(BaseModel):
+    history: list[HistoryEntry] = Field(description="oldest first")
 
 
 class OrdersPage(BaseModel):

@@ -37,6 +37,8 @@ _COLUMNS = (
     "sync_pending",
     "lease_token",
     "lookup_failures",
+    "failed_at",
+    "updated_at",
 )
 # The exchange's own view of the order, as the listener last stored it (exchange_order_status).
 _MARKET_STATUS = """(SELECT s.stock_market_order_status FROM exchange_order_status s
@@ -45,42 +47,41 @@ COLUMNS = ", ".join((*_COLUMNS, _MARKET_STATUS.format(table="orders")))
 
 # Create the order and take the lease of its synchronous attempt in one statement: the attempt is
 # counted and its deadline recorded before the request is sent, so a crash mid-call loses nothing.
+# ... and the history's first entry: the first placement request, about to be sent.
 INSERT = f"""
+WITH o AS (
 INSERT INTO orders (id, type, side, instrument, limit_price, quantity, attempts, pending_deadline,
                     next_attempt_at, lease_owner, lease_token, lease_expires_at, sync_pending,
                     idempotency_key, request_hash, account_id)
 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, nextval('orders_lease_token_seq'),
         clock_timestamp() + make_interval(secs => $10), true, $11, $12, $13)
 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {", ".join(_COLUMNS)}, NULL::text AS stock_market_order_status"""
-
-# Reads see one account's orders only: another account's order is as unknown as a missing one.
-SELECT_BY_KEY = f"SELECT {COLUMNS} FROM orders WHERE account_id = $1 AND idempotency_key = $2"
-SELECT_BY_ID = f"SELECT {COLUMNS} FROM orders WHERE id = $1 AND account_id = $2"
-# The order whatever its account: finding out whether an insert committed.
-SELECT_ANY_BY_ID = f"SELECT {COLUMNS} FROM orders WHERE id = $1"
-
-# Newest first, keyset pagination on (created_at, id). One statement per status filter so that
-# the planner uses the partial indexes for the small IN PROGRESS and FAILURE sets.
-_LIST = f"""
-SELECT {COLUMNS} FROM orders
- WHERE account_id = $1 AND (created_at, id) < ($2, $3) {{filter}}
- ORDER BY created_at DESC, id DESC
- LIMIT $4"""
-LIST_ALL = _LIST.format(filter="")
-LIST_BY_STATUS = {s: _LIST.format(filter=f"AND status = '{s.value}'") for s in OrderStatus}
+RETURNING {", ".join(_COLUMNS)}, NULL::text AS stock_market_order_status
+), sent AS (
+INSERT INTO order_history (order_id, event, attempt, detail)
+SELECT id, 'placement_sent', 1, 'valid until ' || $7::timestamptz FROM o
+)
+SELECT * FROM o"""
 
 # Record what an attempt (or a lookup) decided, and give the lease back: only while the claim that
-# started it is still the order's claim.
+# started it is still the order's claim. The history gets what was learned ($9..$12: event,
+# attempt, outcome, detail) in the same statement.
 FINISH = f"""
+WITH upd AS (
 UPDATE orders
    SET status = $3, pending_deadline = $4, next_attempt_at = $5, last_error = $6,
        exchange_order_id = coalesce($7, exchange_order_id), lookup_failures = $8,
-       failed_at = CASE WHEN $3 = 'FAILURE' THEN clock_timestamp() END,
+       failed_at = CASE WHEN $3 = 'FAILURE' THEN c.now END,
        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, sync_pending = false,
-       updated_at = clock_timestamp()
+       updated_at = c.now
+  FROM (SELECT clock_timestamp() AS now) AS c
  WHERE id = $1 AND lease_token = $2
-RETURNING {COLUMNS}"""
+RETURNING {COLUMNS}
+), learned AS (
+INSERT INTO order_history (order_id, event, attempt, outcome, detail)
+SELECT id, $9, $10, $11, $12 FROM upd
+)
+SELECT * FROM upd"""
 
 # Claim due work: unfinished, due, and nobody's lease alive. SKIP LOCKED lets instances share it.
 CLAIM_DUE = f"""
@@ -100,13 +101,25 @@ RETURNING {", ".join(f"o.{c}" for c in _COLUMNS)}, {_MARKET_STATUS.format(table=
 # Count the attempt and record its deadline before sending, while the claim is ours and alive.
 # Whoever claims the order next finds it due no earlier than that deadline has surely passed, and
 # the lease is renewed for the attempt (LEASE_S covers one exchange call and one write).
+# The history gets the lookup that allowed it, if one did ($6), and the request about to be sent.
 BEGIN_ATTEMPT = """
+WITH upd AS (
 UPDATE orders
    SET attempts = attempts + 1, pending_deadline = $3, next_attempt_at = $4,
        lease_expires_at = clock_timestamp() + make_interval(secs => $5),
        updated_at = clock_timestamp()
  WHERE id = $1 AND lease_token = $2 AND lease_expires_at > clock_timestamp()
-RETURNING attempts"""
+RETURNING id, attempts
+), noted AS (
+INSERT INTO order_history (order_id, event, attempt, outcome, detail)
+SELECT upd.id, e.event, CASE WHEN e.n = 2 THEN upd.attempts END, e.outcome, e.detail
+  FROM upd, (VALUES (1, 'lookup', 'absent', $6::text),
+                    (2, 'placement_sent', NULL, 'valid until ' || $3::timestamptz)
+            ) AS e (n, event, outcome, detail)
+ WHERE e.n = 2 OR $6::text IS NOT NULL
+ ORDER BY e.n
+)
+SELECT attempts FROM upd"""
 
 # A clean stop: the instance's claims end; an order whose request is pending stays due no earlier
 # than its deadline (next_attempt_at), so nobody trusts a "not found" for it too early.
@@ -126,6 +139,16 @@ class NewOrder:
     idempotency_key: str | None
     request_hash: str | None
     account_id: UUID
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of an order's history: what a claim learned (order_history)."""
+
+    event: str  # placement_answered | lookup
+    attempt: int | None
+    outcome: str
+    detail: str | None
 
 
 @dataclass(frozen=True)
@@ -167,8 +190,11 @@ async def insert(
     )
 
 
-async def finish(pool: Pool, order_id: UUID, token: int, outcome: Outcome) -> asyncpg.Record | None:
-    """The updated row, or None when the claim `token` is no longer the order's."""
+async def finish(
+    pool: Pool, order_id: UUID, token: int, outcome: Outcome, event: Event
+) -> asyncpg.Record | None:
+    """The updated row, or None when the claim `token` is no longer the order's (then the
+    history is not written either)."""
     return await pool.fetchrow(
         FINISH,
         order_id,
@@ -179,6 +205,10 @@ async def finish(pool: Pool, order_id: UUID, token: int, outcome: Outcome) -> as
         outcome.last_error,
         outcome.exchange_order_id,
         outcome.lookup_failures,
+        event.event,
+        event.attempt,
+        event.outcome,
+        event.detail,
     )
 
 
@@ -187,49 +217,21 @@ async def claim_due(pool: Pool, owner: str, lease_s: float, limit: int) -> list[
 
 
 async def begin_attempt(
-    pool: Pool, order_id: UUID, token: int, deadline: datetime, settled: datetime, lease_s: float
+    pool: Pool,
+    order_id: UUID,
+    token: int,
+    deadline: datetime,
+    settled: datetime,
+    lease_s: float,
+    lookup: str | None = None,
 ) -> int | None:
-    """The attempt's number, or None when the claim `token` was lost or has expired."""
+    """The attempt's number, or None when the claim `token` was lost or has expired. `lookup`:
+    what the lookup that allowed this attempt said, for the history."""
     attempts: int | None = await pool.fetchval(
-        BEGIN_ATTEMPT, order_id, token, deadline, settled, lease_s
+        BEGIN_ATTEMPT, order_id, token, deadline, settled, lease_s, lookup
     )
     return attempts
 
 
 async def release_all(pool: Pool, owner: str) -> None:
     await pool.execute(RELEASE_ALL, owner)
-
-
-async def by_id(pool: Pool, account_id: UUID, order_id: UUID) -> asyncpg.Record | None:
-    return await pool.fetchrow(SELECT_BY_ID, order_id, account_id)
-
-
-async def any_by_id(pool: Pool, order_id: UUID) -> asyncpg.Record | None:
-    return await pool.fetchrow(SELECT_ANY_BY_ID, order_id)
-
-
-async def page(
-    pool: Pool,
-    account_id: UUID,
-    status: OrderStatus | None,
-    before: tuple[datetime, UUID],
-    limit: int,
-) -> list[asyncpg.Record]:
-    sql = LIST_ALL if status is None else LIST_BY_STATUS[status]
-    return await pool.fetch(sql, account_id, *before, limit)
-
-
-EVENTS = """
-SELECT seq, epoch, status, filled_quantity, quantity, avg_price::text AS avg_price, exchange_ts,
-       received_at, source
-  FROM exchange_events
- WHERE order_id = $1
- ORDER BY exchange_ts, seq"""
-
-
-async def events(pool: Pool, order_id: UUID) -> list[asyncpg.Record]:
-    return await pool.fetch(EVENTS, order_id)
-
-
-async def by_key(db: Pool | PooledConnection, account_id: UUID, key: str) -> asyncpg.Record | None:
-    return await db.fetchrow(SELECT_BY_KEY, account_id, key)

@@ -54,7 +54,8 @@ async def test_a_stale_writer_of_the_same_instance_changes_nothing(
     assert second["lease_token"] != first["lease_token"]
 
     stale = store.Outcome(OrderStatus.FAILURE, None, None, "gave up (stale)")
-    assert await store.finish(pool, NEW.id, first["lease_token"], stale) is None
+    learned = store.Event("lookup", None, "absent", "not found")
+    assert await store.finish(pool, NEW.id, first["lease_token"], stale, learned) is None
     row = await order_row(db, str(NEW.id))
     assert (row["status"], row["lease_token"]) == ("IN PROGRESS", second["lease_token"])
     assert row["pending_deadline"] == deadline  # the stale claim put nothing back either
@@ -64,7 +65,10 @@ async def test_a_stale_writer_of_the_same_instance_changes_nothing(
     )
 
     fresh = store.Outcome(OrderStatus.SUCCESS, None, None, None, "X-1")
-    assert await store.finish(pool, NEW.id, second["lease_token"], fresh) is not None
+    assert await store.finish(pool, NEW.id, second["lease_token"], fresh, learned) is not None
+    # The stale writer wrote no history either: only the fresh claim's lookup is there.
+    history = await db.fetch("SELECT event, outcome FROM order_history WHERE order_id = $1", NEW.id)
+    assert [tuple(r) for r in history] == [("placement_sent", None), ("lookup", "absent")]
 
 
 def _driver_errors() -> list[type[BaseException]]:

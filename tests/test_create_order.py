@@ -18,7 +18,7 @@ from tests.sim import SimProcess
 Client = TestClient[web.Request, web.Application]
 ORDER_KEYS = {
     "id", "created_at", "type", "side", "instrument", "limit_price", "quantity", "status",
-    "stock_market_order_status",
+    "stock_market_order_status", "attempts", "last_error", "failed_at", "updated_at",
 }  # fmt: skip
 
 
@@ -32,6 +32,10 @@ async def test_valid_order_is_placed_once(
     assert set(order) == ORDER_KEYS
     assert order["status"] == "SUCCESS"
     assert order["stock_market_order_status"] is None
+    assert (order["attempts"], order["last_error"], order["failed_at"]) == (1, None, None)
+    assert datetime.fromisoformat(order["updated_at"]) >= datetime.fromisoformat(
+        order["created_at"]
+    )
     assert resp.headers["Location"] == f"/orders/{order['id']}"
     assert datetime.fromisoformat(order["created_at"]).utcoffset() is not None
     for field in ("type", "side", "instrument", "quantity"):
