@@ -10,6 +10,7 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+from pydantic import BaseModel
 
 from orders_api import reads, store
 from orders_api.keys import PLACER, POOL, PRINCIPAL
@@ -68,20 +69,26 @@ def _new_order(order: CreateOrderModel, key: str | None, account_id: UUID) -> st
     )
 
 
-async def get_order(request: web.Request, path: OrderPath) -> web.StreamResponse:
+async def _own_order(request: web.Request, path: OrderPath) -> asyncpg.Record:
+    """The order if it is the requesting account's; NotFound otherwise (as for an unknown id)."""
     row = await reads.by_id(request.app[POOL], request[PRINCIPAL].account_id, path.id)
     if row is None:
         raise NotFound(ORDER_NOT_FOUND)
-    return order_response(row)
+    return row
+
+
+def _json(model: BaseModel) -> web.Response:
+    return web.Response(text=model.model_dump_json(), content_type="application/json")
+
+
+async def get_order(request: web.Request, path: OrderPath) -> web.StreamResponse:
+    return order_response(await _own_order(request, path))
 
 
 async def order_events(request: web.Request, path: OrderPath) -> web.StreamResponse:
-    pool = request.app[POOL]
-    if await reads.by_id(pool, request[PRINCIPAL].account_id, path.id) is None:
-        raise NotFound(ORDER_NOT_FOUND)
-    rows = await reads.events(pool, path.id)
-    page = OrderEventsPage(events=[ExchangeEventModel.model_validate(dict(r)) for r in rows])
-    return web.Response(text=page.model_dump_json(), content_type="application/json")
+    await _own_order(request, path)
+    rows = await reads.events(request.app[POOL], path.id)
+    return _json(OrderEventsPage(events=[ExchangeEventModel.model_validate(dict(r)) for r in rows]))
 
 
 async def list_orders(request: web.Request, query: OrdersQuery) -> web.StreamResponse:
@@ -95,14 +102,12 @@ async def list_orders(request: web.Request, query: OrdersQuery) -> web.StreamRes
         ),
         at="created_at",
     )
-    page = OrdersPage(orders=[OrderModel.model_validate(dict(r)) for r in rows], next=next_page)
-    return web.Response(text=page.model_dump_json(), content_type="application/json")
+    return _json(
+        OrdersPage(orders=[OrderModel.model_validate(dict(r)) for r in rows], next=next_page)
+    )
 
 
 async def order_history(request: web.Request, path: OrderPath) -> web.StreamResponse:
-    pool = request.app[POOL]
-    if await reads.by_id(pool, request[PRINCIPAL].account_id, path.id) is None:
-        raise NotFound(ORDER_NOT_FOUND)
-    rows = await reads.history(pool, path.id)
-    body = OrderHistory(history=[HistoryEntry.model_validate(dict(r)) for r in rows])
-    return web.Response(text=body.model_dump_json(), content_type="application/json")
+    await _own_order(request, path)
+    rows = await reads.history(request.app[POOL], path.id)
+    return _json(OrderHistory(history=[HistoryEntry.model_validate(dict(r)) for r in rows]))
