@@ -1,10 +1,8 @@
-"""The OpenAPI 3.1 document, generated from the route table and the pydantic models, and `/docs`:
-a server-rendered page of it (no JavaScript, nothing fetched from elsewhere)."""
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models, with the
+examples of orders_api.examples (made by the same models). `/docs` shows it (orders_api.docs)."""
 
 from __future__ import annotations
 
-import html
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -14,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from orders_api.auth import PROTECTED, READ_METHODS
+from orders_api.examples import error_examples, request_examples, response_examples
 from orders_api.schemas import ErrorModel
 from orders_core.params import TypedHandler, declared, parameters
 
@@ -31,7 +30,7 @@ class Endpoint:
     summary: str
     responses: dict[int, tuple[type[BaseModel] | None, str]]
     body: type[BaseModel] | None = None
-    media_type: str = "application/json"
+    media_type: str | tuple[str, ...] = "application/json"  # of a success without a model
 
 
 def protected(e: Endpoint) -> bool:
@@ -45,6 +44,7 @@ UNAUTHORIZED = (ErrorModel, "no API key, or a malformed, unknown or revoked one"
 FORBIDDEN = (ErrorModel, "this API key may only read (scope read)")
 TOO_MANY = (ErrorModel, "past this API key's rate limit; retry after Retry-After seconds")
 RETRY_AFTER = {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}
+LOCATION = {"description": "where to go instead", "schema": {"type": "string"}}
 SECURITY_SCHEME = {
     "type": "http",
     "scheme": "bearer",
@@ -99,15 +99,25 @@ def _operation(
     if params:
         op["parameters"] = params
     if e.body is not None:
-        content = {"application/json": {"schema": refs[(e.body, "validation")]}}
+        content = _json(refs[(e.body, "validation")], request_examples(e.body))
         op["requestBody"] = {"required": True, "content": content}
+    parts = {m.__name__ for m in declared(e.handler).values()}
+    if e.body is not None:
+        parts.add("body")
     op["responses"] = {}
     for status, (model, description) in sorted(e.responses.items()):
         response: dict[str, Any] = {"description": description}
         if model is not None:
-            response["content"] = {"application/json": {"schema": refs[(model, "serialization")]}}
+            examples = (
+                error_examples(model, status, parts) if model is ErrorModel
+                else response_examples(model)
+            )  # fmt: skip
+            response["content"] = _json(refs[(model, "serialization")], examples)
         elif status < 300:
-            response["content"] = {e.media_type: {"schema": {"type": "string"}}}
+            types = (e.media_type,) if isinstance(e.media_type, str) else e.media_type
+            response["content"] = {t: {"schema": {"type": "string"}} for t in types}
+        if 300 <= status < 400:
+            response["headers"] = {"Location": LOCATION}
         if status == 429:
             response["headers"] = {"Retry-After": RETRY_AFTER}
         if status == 201 and (links := _links(e, model, endpoints)):
@@ -134,40 +144,8 @@ def _links(
     }
 
 
-def render_docs(spec: dict[str, Any]) -> str:
-    """A readable page of the document: every operation, its parameters, bodies and answers."""
-    info = spec["info"]
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(info['title'])}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "code,pre{background:#f4f4f4}pre{padding:.5em;overflow:auto}"
-        "h2{border-top:1px solid #ccc;padding-top:.5em}</style></head><body>",
-        f"<h1>{html.escape(info['title'])} {html.escape(info['version'])}</h1>",
-        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p>",
-    ]
-    for path, ops in spec["paths"].items():
-        for method, op in ops.items():
-            parts.append(f"<h2><code>{method.upper()} {html.escape(path)}</code></h2>")
-            parts.append(f"<p>{html.escape(op['summary'])}</p>")
-            for p in op.get("parameters", []):
-                parts.append(
-                    f"<p>{p['in']} <code>{html.escape(p['name'])}</code>: "
-                    f"{html.escape(p['description'])}</p>"
-                )
-            if "requestBody" in op:
-                parts.append(f"<p>Body:</p>{_schema_html(op['requestBody'])}")
-            for status, r in op["responses"].items():
-                parts.append(f"<p><b>{status}</b> {html.escape(r['description'])}</p>")
-    parts.append("<h2>Schemas</h2>")
-    for name, schema in spec["components"]["schemas"].items():
-        parts.append(f"<h3 id='{html.escape(name)}'>{html.escape(name)}</h3>")
-        parts.append(f"<pre>{html.escape(json.dumps(schema, indent=2))}</pre>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _schema_html(body: dict[str, Any]) -> str:
-    ref = body["content"]["application/json"]["schema"].get("$ref", "")
-    name = ref.rsplit("/", 1)[-1]
-    return f"<p><a href='#{html.escape(name)}'>{html.escape(name)}</a></p>"
+def _json(schema: Any, examples: dict[str, Any]) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if examples:
+        media["examples"] = examples
+    return {"application/json": media}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orders_api import handlers
+from orders_api import docs, handlers
 from orders_api.keys import POOL
-from orders_api.openapi import Endpoint, build, render_docs
+from orders_api.openapi import Endpoint, build
 from orders_api.schemas import (
     CreateOrderModel,
     ErrorModel,
@@ -25,10 +25,6 @@ VERSION = "1.0.0"
 
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(SPEC)
-
-
-async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=DOCS, content_type="text/html")
 
 
 ENDPOINTS = [
@@ -109,15 +105,25 @@ ENDPOINTS = [
     Endpoint(
         "GET",
         "/docs",
-        docs,
-        "This document as a page",
+        docs.docs_page,
+        "This document as a page (Swagger UI, served from this API: nothing from elsewhere)",
         {200: (None, "HTML")},
         media_type="text/html",
+    ),
+    Endpoint(
+        "GET",
+        "/docs/static/{file}",
+        docs.docs_file,
+        "A script, style sheet or icon of the docs page",
+        {200: (None, "the file"), 400: (ErrorModel, "not a file of the docs page")},
+        media_type=docs.MEDIA_TYPES,
+    ),
+    Endpoint(
+        "GET", "/", docs.root, "Where to start: redirects to /docs", {302: (None, "to /docs")}
     ),
 ]
 
 SPEC = build(ENDPOINTS, TITLE, VERSION)
-DOCS = render_docs(SPEC)
 
 
 def setup_routes(app: web.Application) -> None:

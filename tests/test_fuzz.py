@@ -21,7 +21,9 @@ from tests.sim import SimProcess
 
 SEED = 20261127
 MIN_CASES = 1000
-EXAMPLES_PER_OPERATION = 150
+# 150 sufficed until the document carried examples (issue 13): since then schemathesis fuzzes
+# `{id}` with the ids of orders it created, a small pool it soon exhausts (982 cases in all).
+EXAMPLES_PER_OPERATION = 200
 RUN_TIMEOUT_S = 240
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 # Valid by the schema yet refused on purpose: an ISIN's check digit, a price string of "0.00",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -140,11 +142,25 @@ async def test_openapi_schemas_describe_real_responses(api: Client) -> None:
     assert set(op["responses"]) >= {"201", "400", "409", "413", "415", "422", "500"}
 
 
-async def test_docs_page_renders_every_operation(api: Client) -> None:
+async def test_docs_page_is_swagger_ui_served_from_here(api: Client) -> None:
+    """The page and every file it loads come from this API (tests/test_docs_page.py renders it
+    in a browser); `/` leads to it."""
     resp = await api.get("/docs")
     assert resp.status == 200
     assert resp.content_type == "text/html"
+    assert "connect-src 'self'" in resp.headers["Content-Security-Policy"]
     page = await resp.text()
-    for path, ops in SPEC["paths"].items():
-        for method in ops:
-            assert f"{method.upper()} {path}" in page
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert "/docs/static/swagger-ui-bundle.js" in loaded
+    for url in loaded:
+        assert url.startswith("/"), url  # nothing from elsewhere
+        if not url.startswith("/docs/static/"):
+            continue  # a link (/openapi.json), not a file the page loads
+        file = await api.get(url)
+        assert file.status == 200, url
+        assert file.content_type in {"text/javascript", "text/css", "image/png"}, url
+    assert '"/openapi.json"' in await (await api.get("/docs/static/docs.js")).text()
+    assert (await api.get("/docs/static/index.html")).status == 400  # only the page's files
+    root = await api.get("/", allow_redirects=False)
+    assert root.status == 302
+    assert root.headers["Location"] == "/docs"
