@@ -153,7 +153,7 @@ class LimitedRequestHandler(web.RequestHandler):
     client gets a 408 (or nothing, if it sent nothing) and the connection is closed. A connection
     past the cap gets a 503 and is closed at once, before any task is made for it."""
 
-    __slots__ = ("_admitted", "_connections", "_head_begun", "_head_timer")
+    __slots__ = ("_admitted", "_connections", "_head_begun", "_head_timer", "_kept_alive")
 
     def __init__(self, manager: web.Server, connections: Connections, **kwargs: Any) -> None:
         super().__init__(
@@ -162,6 +162,7 @@ class LimitedRequestHandler(web.RequestHandler):
         self._connections = connections
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_begun = False
+        self._kept_alive = False  # the timer runs from a response's end, not the connection's start
         self._admitted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -201,8 +202,19 @@ class LimitedRequestHandler(web.RequestHandler):
             CONNECTIONS_OPEN.dec()
         super().connection_lost(exc)
 
-    def _arm_head_timer(self) -> None:
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        """After a response: the next head's time runs from now. Armed here, not only on the
+        next byte, so that a byte arriving before aiohttp waits again is not missed."""
+        result = await super().finish_response(request, resp, start_time)
+        if self._head_timer is None and not self._messages and self.transport is not None:
+            self._arm_head_timer(kept_alive=True)
+        return result
+
+    def _arm_head_timer(self, kept_alive: bool = False) -> None:
         self._head_begun = False
+        self._kept_alive = kept_alive
         self._head_timer = self._loop.call_later(
             self._connections.limits.head_timeout_s, self._head_too_slow
         )
@@ -211,6 +223,8 @@ class LimitedRequestHandler(web.RequestHandler):
         self._head_timer = None
         if self.transport is None:
             return
+        if self._kept_alive and not self._head_begun:
+            return  # idle between requests: KEEPALIVE_TIMEOUT_S decides; the next byte re-arms
         CONNECTIONS_CLOSED.labels("head_timeout").inc()
         if self._head_begun:
             self.transport.write(HEAD_TIMEOUT)
