@@ -237,3 +237,26 @@ async def browser() -> AsyncIterator[Browser]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class _Screenshots:
+    """A pytest plugin: the screenshots taken, listed at the end of the run's report (so that
+    CI's log says where they are, whether the tests passed or not)."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        terminalreporter.section("browser screenshots")
+        for path in self.paths:
+            terminalreporter.write_line(path)
+
+
+def announce(config: pytest.Config, path: Path, what: str) -> None:
+    """Print where a screenshot is, now (pytest -s) and in the run's closing summary."""
+    plugin = config.pluginmanager.get_plugin("browser-screenshots")
+    if not isinstance(plugin, _Screenshots):
+        plugin = _Screenshots()
+        config.pluginmanager.register(plugin, "browser-screenshots")
+    plugin.paths.append(f"{what}: {path}")
+    print(f"screenshot of {what}: {path}")

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from orders_api.routes import SPEC
 from orders_core.apikeys import Scope
 from tests.api_fixtures import ApiFactory
-from tests.browser import beyond_loopback, browser
+from tests.browser import announce, beyond_loopback, browser
 from tests.helpers import bearer, make_key
 
 Client = TestClient[web.Request, web.Application]
@@ -28,7 +28,9 @@ def _operations() -> set[tuple[str, str]]:
     return {(m.upper(), p) for p, ops in SPEC["paths"].items() for m in ops}
 
 
-async def test_docs_render_every_operation_with_no_network_beyond_loopback(api: Client) -> None:
+async def test_docs_render_every_operation_with_no_network_beyond_loopback(
+    api: Client, request: pytest.FixtureRequest
+) -> None:
     async with browser() as chrome:
         page = await chrome.new_page()
         await page.goto(str(api.make_url("/docs")))
@@ -45,8 +47,7 @@ async def test_docs_render_every_operation_with_no_network_beyond_loopback(api: 
         )
         assert "market" in options
         assert "limit" in options
-        path = await page.screenshot("docs.png")
-        print(f"screenshot of /docs: {path}")
+        announce(request.config, await page.screenshot("docs.png"), "/docs")
     assert any(url.endswith("/openapi.json") for url in page.requests)
     assert beyond_loopback(page.requests) == []
     assert page.failed == []

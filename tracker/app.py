@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import aiohttp
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 
 from orders_core.db import direct_database_url
 from orders_core.limits import NO_BODY_MAX_BYTES
 from orders_core.web import pool_context, request_context, running
 from tracker.keys import HTTP, POOL, REPORT_URL, REPORTER, SETTINGS
+from tracker.pages import FILTERS
 from tracker.reporter import Reporter
 from tracker.routes import setup_routes
 from tracker.settings import TrackerSettings
@@ -49,5 +52,13 @@ def create_app(settings: TrackerSettings) -> web.Application:
     app[SETTINGS] = settings
     app[REPORT_URL] = report_url(settings)
     app.cleanup_ctx.extend([pool_context(SETTINGS, POOL), _http, _reporter])
+    # The pages' templates: autoescaped, and a name a template misspells is an error, not "".
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("tracker", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        filters=FILTERS,
+    )
     setup_routes(app)
     return app

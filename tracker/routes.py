@@ -11,7 +11,8 @@ from tracker.keys import POOL
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/", handlers.index)
+    app.router.add_get("/", typed(handlers.index))
+    app.router.add_get("/orders/{id}", typed(handlers.order_page))
     app.router.add_get("/failures", typed(handlers.failures))
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/health/live", live)

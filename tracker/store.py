@@ -130,3 +130,94 @@ async def failures_page(
 
 async def stuck_now(pool: Pool, stuck_after_s: float, limit: int) -> list[asyncpg.Record]:
     return await pool.fetch(STUCK_NOW, stuck_after_s, limit)
+
+
+# The report page (tracker/pages.py): failed or stuck orders, newest first by the time that makes
+# them what they are, keyset-paged both ways, with bounded counts.
+PAGE_COLUMNS = (
+    f"{FAILURE_COLUMNS}, o.pending_deadline, o.next_attempt_at, o.lease_owner, "
+    "o.lease_expires_at, o.lookup_failures"
+)
+# kind -> (its timestamp, what qualifies). A stuck order's age bound is the page's `until`.
+KINDS = {
+    "failure": ("failed_at", "o.status = 'FAILURE'"),
+    "stuck": ("created_at", "o.status = 'IN PROGRESS'"),
+}
+_FILTERED = (
+    """{where} AND o.{ts} >= $1 AND o.{ts} < $2 AND ($3::text IS NULL OR o.instrument = $3)"""
+)
+_OLDER = """
+SELECT {cols} FROM orders AS o
+ WHERE {filtered} AND (o.{ts}, o.id) < ($4, $5)
+ ORDER BY o.{ts} DESC, o.id DESC
+ LIMIT $6"""
+_NEWER = """
+SELECT {cols} FROM orders AS o
+ WHERE {filtered} AND (o.{ts}, o.id) > ($4, $5)
+ ORDER BY o.{ts}, o.id
+ LIMIT $6"""
+# Rows newer than a position, counted up to a cap: the total (from the very start), or how many
+# come before a page (its offset).
+_COUNT_NEWER = """
+SELECT count(*) FROM (SELECT 1 FROM orders AS o
+                       WHERE {filtered} AND (o.{ts}, o.id) > ($4, $5) LIMIT $6) AS t"""
+
+
+def _page_sql(template: str) -> dict[str, str]:
+    return {
+        kind: template.format(
+            cols=PAGE_COLUMNS, ts=ts, filtered=_FILTERED.format(where=where, ts=ts)
+        )
+        for kind, (ts, where) in KINDS.items()
+    }
+
+
+OLDER, NEWER, COUNT_NEWER = _page_sql(_OLDER), _page_sql(_NEWER), _page_sql(_COUNT_NEWER)
+ORDER = """
+SELECT o.*, a.name AS account, s.stock_market_order_status, s.filled_quantity, s.avg_price,
+       s.exchange_order_id AS exchange_id
+  FROM orders AS o
+  LEFT JOIN accounts AS a ON a.id = o.account_id
+  LEFT JOIN exchange_order_status AS s ON s.order_id = o.id
+ WHERE o.id = $1"""
+HAS_HISTORY = "SELECT to_regclass('order_history') IS NOT NULL"
+HISTORY = """
+SELECT at, event, attempt, outcome, detail FROM order_history
+ WHERE order_id = $1 ORDER BY at, seq LIMIT $2"""
+EVENTS = """
+SELECT seq, epoch, status, filled_quantity, quantity, avg_price, exchange_ts, received_at, source
+  FROM exchange_events WHERE order_id = $1 ORDER BY received_at, seq LIMIT $2"""
+
+
+async def report_rows(
+    pool: Pool, kind: str, window: tuple[datetime, datetime, str | None],
+    position: tuple[datetime, UUID], newer: bool, limit: int,
+) -> list[asyncpg.Record]:  # fmt: skip
+    """Up to `limit` rows of `kind` past `position`: older ones (newest first), or `newer` ones
+    (oldest first)."""
+    sql = (NEWER if newer else OLDER)[kind]
+    return await pool.fetch(sql, *window, *position, limit)
+
+
+async def count_newer(
+    pool: Pool, kind: str, window: tuple[datetime, datetime, str | None],
+    position: tuple[datetime, UUID], cap: int,
+) -> int:  # fmt: skip
+    count: int = await pool.fetchval(COUNT_NEWER[kind], *window, *position, cap)
+    return count
+
+
+async def order(pool: Pool, order_id: UUID) -> asyncpg.Record | None:
+    return await pool.fetchrow(ORDER, order_id)
+
+
+async def history(pool: Pool, order_id: UUID, limit: int) -> list[asyncpg.Record] | None:
+    """What happened to the order (table order_history), or None where that table is not."""
+    async with pool.acquire() as conn:
+        if not await conn.fetchval(HAS_HISTORY):
+            return None
+        return await conn.fetch(HISTORY, order_id, limit)
+
+
+async def events(pool: Pool, order_id: UUID, limit: int) -> list[asyncpg.Record]:
+    return await pool.fetch(EVENTS, order_id, limit)
