@@ -38,6 +38,38 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
 
+def banner(host: str, database: str, key: str) -> str:
+    """Where everything is and what each is for, in aligned columns; the key once."""
+    api, tracker, listener, sim = (
+        f"http://{host}:{settings_port(name)}"
+        for name in ("orders-api", "tracker", "exchange-listener", "exchange-sim")
+    )
+    rows = [
+        ("API docs", f"{api}/docs", "every operation, with examples; Authorize with the api key"),
+        ("orders API", f"{api}/orders", "create, list and read orders (Bearer api key)"),
+        ("failures page", f"{tracker}/", "failed and stuck orders, for on-call"),
+        ("failures JSON", f"{tracker}/failures", "the same as JSON; ?format=csv for a file"),
+        ("API metrics", f"{api}/metrics", "Prometheus: requests, placement attempts"),
+        ("system metrics", f"{tracker}/metrics", "Prometheus: orders by status, stream lag"),
+        ("listener metrics", f"{listener}/metrics", "Prometheus: stream events, reconnects"),
+        ("exchange-sim", f"{sim}/_sim/ledger", "the stand-in exchange; faults: POST /_sim/config"),
+    ]
+    label = max(len(r[0]) for r in rows)
+    where = max(len(r[1]) for r in rows)
+    lines = [f"  {name:<{label}}  {url:<{where}}  {note}" for name, url, note in rows]
+    return "\n".join(
+        [
+            "\norders-stack is up:\n",
+            *lines,
+            "",
+            f"  {'database':<{label}}  {database}",
+            f"  {'api key':<{label}}  {key}  (account {DEV_ACCOUNT}, scope trade)",
+            f'\nTry: curl -s {api}/orders -H "Authorization: Bearer $KEY"   (KEY: the api key)',
+            "Ctrl-C stops everything.\n",
+        ]
+    )
+
+
 def _healthy(url: str) -> bool:
     try:
         with urlopen(url, timeout=1) as resp:  # noqa: S310 (a loopback URL we built)
@@ -105,19 +137,7 @@ def main() -> None:
             )
             children.append((service, proc))
             _wait_healthy(service, host, proc)
-        print("\norders-stack is up:", flush=True)
-        for service in SERVICES:
-            print(
-                f"  {service.name:<17} http://{host}:{service.port:<5}  {service.note}", flush=True
-            )
-        print(f"  {'database':<17} {mask_dsn(dsn)}", flush=True)
-        print(f"  {'api key':<17} {dev_key}  (account {DEV_ACCOUNT}, scope trade)", flush=True)
-        api = f"http://{host}:{settings_port('orders-api')}"
-        print(
-            f"\nTry: curl -s {api}/orders -H 'Authorization: Bearer {dev_key}'"
-            "\nCtrl-C stops everything.\n",
-            flush=True,
-        )
+        print(banner(host, mask_dsn(dsn), dev_key), flush=True)
         code = _supervise(children)
     except RuntimeError as exc:
         log.error("%s", exc)

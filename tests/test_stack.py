@@ -14,6 +14,7 @@ from typing import IO
 
 import aiohttp
 
+from orders_ops.stack import banner
 from tests.helpers import MARKET, bearer, eventually
 from tests.procs import wait_http
 from tests.sim import free_port, wait_exit
@@ -100,3 +101,16 @@ async def _market_status(port: int, order_id: str, headers: dict[str, str]) -> s
     ):
         status: str | None = (await resp.json())["stock_market_order_status"]
         return status
+
+
+def test_banner_says_where_everything_is_aligned_with_the_key_once() -> None:
+    key = "ok_0123456789ab_" + "k" * 43
+    text = banner("127.0.0.1", "postgresql://postgres@127.0.0.1:5432/orders", key)
+    assert text.count(key) == 1
+    assert KEY_LINE.search(text)[1] == key  # type: ignore[index]
+    rows = [line for line in text.splitlines() if "http://" in line and line.startswith("  ")]
+    for wanted in ("/docs", ":8002/ ", "/failures", "/metrics", "/orders"):
+        assert any(wanted in row for row in rows), wanted
+    assert len({row.index("http://") for row in rows}) == 1  # one column of URLs
+    notes = {row.rindex("  ") for row in rows}  # where the last column starts, less 2
+    assert len(notes) == 1  # and one of what each is for
