@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt typecheck pytest bench lock clean
+.PHONY: run test lint fmt typecheck pytest bench chaos lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.post_orders
+
+# The chaos suite's long profile (README, "Chaos suite"): a random seed, printed for replay, and
+# the report kept in chaos/reports/. CHAOS_ARGS="--minutes 5" for a shorter run.
+CHAOS_ARGS ?= --minutes 30
+chaos: $(STAMP)
+	$(BIN)/python -m chaos --profile long $(CHAOS_ARGS) --report chaos/reports/
 
 # Re-pin every package after changing pyproject.toml's dependencies.
 lock:

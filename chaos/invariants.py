@@ -1,0 +1,213 @@
+"""The promise, as invariants over the evidence of one run. Each gives PASS or FAIL with up to a
+few counterexample ids (the report shows them; the full lists go to the JSON result)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from chaos.evidence import Evidence, Quiet
+from chaos.workload import Sent
+from orders_core.domain import exchange_status_moves_forward
+
+DOCUMENTED_500 = {"message": "Internal server error while placing the order"}
+
+
+@dataclass
+class Check:
+    name: str
+    what: str
+    bad: list[str] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.bad
+
+
+def check(ev: Evidence, quiet: Quiet) -> list[Check]:
+    return [
+        none_lost(ev),
+        none_doubled(ev),
+        success_iff_held(ev),
+        failure_not_held(ev),
+        no_5xx(ev),
+        attempts_bounded(ev),
+        no_two_live_claims(ev),
+        status_matches_ledger(ev),
+        no_backward_moves(ev),
+        all_settled(ev, quiet),
+        nothing_crashed(ev),
+    ]
+
+
+def _answered(ev: Evidence) -> list[Sent]:
+    return [s for s in ev.sent if s.status == 201 and s.order_id is not None]
+
+
+def none_lost(ev: Evidence) -> Check:
+    c = Check(
+        "none lost",
+        "every 201 is stored; a key's 201s name its one order; "
+        "every order the exchange holds is ours",
+    )
+    by_key = {row["idempotency_key"]: oid for oid, row in ev.orders.items()}
+    for s in _answered(ev):
+        if s.order_id not in ev.orders:
+            c.bad.append(s.order_id or "?")
+        elif s.key is not None and by_key.get(s.key) != s.order_id:
+            c.bad.append(f"key {s.key} -> {s.order_id}, stored {by_key.get(s.key)}")
+    c.bad += [f"{oid} (held, not stored)" for oid in ev.ledger if oid not in ev.orders]
+    return c
+
+
+def none_doubled(ev: Evidence) -> Check:
+    c = Check("none doubled", "placements per id in the exchange's ledger = 1")
+    c.bad = [f"{oid} x{o['placements']}" for oid, o in ev.ledger.items() if o["placements"] != 1]
+    return c
+
+
+def success_iff_held(ev: Evidence) -> Check:
+    c = Check("SUCCESS iff held", "SUCCESS (stored or answered) <=> the exchange holds it")
+    for oid, row in ev.orders.items():
+        if row["status"] == "SUCCESS" and oid not in ev.ledger:
+            c.bad.append(f"{oid} SUCCESS, not held")
+        elif oid in ev.ledger and row["status"] != "SUCCESS":
+            c.bad.append(f"{oid} held, {row['status']}")
+    for s in _answered(ev):
+        if s.placement == "SUCCESS" and s.order_id not in ev.ledger:
+            c.bad.append(f"{s.order_id} answered SUCCESS, not held")
+    return c
+
+
+def failure_not_held(ev: Evidence) -> Check:
+    c = Check("FAILURE not held", "FAILURE (stored or answered) => the exchange holds nothing")
+    failed = {oid for oid, row in ev.orders.items() if row["status"] == "FAILURE"}
+    failed |= {s.order_id for s in _answered(ev) if s.placement == "FAILURE" and s.order_id}
+    c.bad = sorted(oid for oid in failed if oid in ev.ledger)
+    c.note = f"{len(failed)} failed"
+    return c
+
+
+def no_5xx(ev: Evidence) -> Check:
+    c = Check(
+        "no 5xx but the documented 500",
+        "only 500 {message: ...while placing the order}, never for a stored order",
+    )
+    keyed: dict[str, list[Sent]] = defaultdict(list)
+    for s in ev.sent:
+        if s.key is not None:
+            keyed[s.key].append(s)
+    stored = {row["idempotency_key"]: (oid, row["created_at"]) for oid, row in ev.orders.items()}
+    documented = ambiguous = 0
+    for s in ev.sent:
+        if s.status is None or s.status < 500:
+            continue
+        if s.status != 500 or _json(s.message) != DOCUMENTED_500:
+            c.bad.append(f"order #{s.order} {s.status} {s.message!r:.80}")
+            continue
+        documented += 1
+        if s.key is None or s.key not in stored:
+            continue
+        oid, at = stored[s.key]
+        # Who stored it: a request with its key sent before the row was created (a resend
+        # after the 500 may store it, legitimately).
+        creators = [r for r in keyed[s.key] if r.sent_at <= at]
+        if creators == [s]:
+            late = (at - s.answered_at).total_seconds() if s.answered_at else 0.0
+            c.bad.append(f"{oid} stored by a request answered 500 ({late:+.2f}s)")
+        elif s in creators:
+            ambiguous += 1
+    c.note = f"{documented} documented 500s"
+    c.note += f", {ambiguous} whose order another request may have stored" if ambiguous else ""
+    return c
+
+
+def _json(text: str | None) -> object:
+    try:
+        return json.loads(text or "")
+    except ValueError:
+        return None
+
+
+def attempts_bounded(ev: Evidence) -> Check:
+    n = ev.max_attempts
+    c = Check(f"attempts <= {n}", "attempts stored, and placements the exchange received, per id")
+    c.bad = [f"{oid} attempts {r['attempts']}" for oid, r in ev.orders.items() if r["attempts"] > n]
+    c.bad += [f"{oid} placed {q['place']}x" for oid, q in ev.requests.items() if q["place"] > n]
+    return c
+
+
+def no_two_live_claims(ev: Evidence) -> Check:
+    c = Check(
+        "no two live claims", "no placement for an id arrives before an earlier one's valid_until"
+    )
+    by_id: dict[str, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+    for p in ev.placements:
+        if p["client_order_id"] is not None:
+            until = None if p["valid_until"] is None else datetime.fromisoformat(p["valid_until"])
+            by_id[p["client_order_id"]].append((datetime.fromisoformat(p["received_at"]), until))
+    for oid, requests in by_id.items():
+        live_until: datetime | None = None
+        for received, until in sorted(requests, key=lambda r: r[0]):
+            if live_until is not None and received <= live_until:
+                overlap = (live_until - received).total_seconds()
+                c.bad.append(f"{oid} (overlap {overlap:.2f}s)")
+                break
+            if until is not None:
+                live_until = until if live_until is None else max(live_until, until)
+    c.note = f"{len(ev.placements)} placement requests"
+    return c
+
+
+def status_matches_ledger(ev: Evidence) -> Check:
+    c = Check("exchange status = ledger", "exchange_order_status = the ledger, every held order")
+    for oid, held in ev.ledger.items():
+        row = ev.market.get(oid)
+        if row is None:
+            c.bad.append(f"{oid} missing")
+        elif (row["status"], row["filled_quantity"], row["exchange_order_id"]) != (
+            held["status"],
+            held["filled_quantity"],
+            held["exchange_order_id"],
+        ):
+            ours = f"{row['status']}/{row['filled_quantity']} {row['exchange_order_id']}"
+            theirs = f"{held['status']}/{held['filled_quantity']} {held['exchange_order_id']}"
+            c.bad.append(f"{oid} {ours} != {theirs}")
+    return c
+
+
+def no_backward_moves(ev: Evidence) -> Check:
+    c = Check(
+        "no backward moves",
+        "stored events per order, and statuses sampled during the run, only move forward",
+    )
+    for oid, events in ev.events.items():
+        for (s0, f0, x0), (s1, f1, x1) in itertools.pairwise(events):
+            if (
+                x0 == x1
+                and (s0, f0) != (s1, f1)
+                and not exchange_status_moves_forward(s0, f0, s1, f1)
+            ):
+                c.bad.append(f"{oid} events {s0}/{f0} -> {s1}/{f1}")
+                break
+    c.bad += [f"{oid} sampled {move}" for oid, move in ev.backward_seen.items()]
+    return c
+
+
+def all_settled(ev: Evidence, quiet: Quiet) -> Check:
+    c = Check("all settled", "healed: no order IN PROGRESS, the listener caught up")
+    c.bad = list(quiet.in_progress)
+    if ev.listener_seq != ev.exchange_seq:
+        c.bad.append(f"listener at seq {ev.listener_seq}, exchange at {ev.exchange_seq}")
+    c.note = f"settled in {quiet.waited_s:.0f}s"
+    return c
+
+
+def nothing_crashed(ev: Evidence) -> Check:
+    c = Check("nothing crashed", "no job, request or loop failed unexpectedly, no process died")
+    c.bad = [f"{what} x{n}" for what, n in sorted(ev.crashes.items())]
+    return c

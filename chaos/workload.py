@@ -1,0 +1,130 @@
+"""The seeded workload: orders posted to the API instances at a bounded rate, most with an
+Idempotency-Key, some sent twice at once (to one instance or to both), and every request and its
+answer recorded.
+
+A client behaves as a careful one would: a keyed order whose request got no answer (connection
+refused or broken, timed out) or a 500 is sent again with the same key, to the other instance
+after a pause; an order without a key is never resent (that could place it twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+ISINS = ("US0378331005", "DE0007164600", "GB0002634946", "IE00B4L5Y983")
+CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=15)
+RESENDS = 3
+
+
+@dataclass
+class Sent:
+    """One HTTP request of the workload and what came back."""
+
+    order: int  # the workload's order number (one order may take several requests)
+    key: str | None
+    api: int
+    sent_at: datetime
+    answered_at: datetime | None = None
+    status: int | None = None  # None: no answer at all
+    order_id: str | None = None
+    placement: str | None = None  # the order's status in a 201
+    message: str | None = None  # the body of any answer but a readable 201
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    n: int
+    body: dict[str, Any]
+    key: str | None
+    apis: tuple[int, ...]  # one instance, or two for an order sent twice at once
+    pause_s: float  # before a resend
+
+
+def specs(seed: int, count: int, apis: int, key_share: float, twin_share: float) -> list[Spec]:
+    """The orders of a run, all drawn up front from the seed."""
+    rng = random.Random(f"workload:{seed}")
+    out = []
+    for n in range(count):
+        body: dict[str, Any] = {
+            "type": rng.choice(["market", "limit"]),
+            "side": rng.choice(["buy", "sell"]),
+            "instrument": rng.choice(ISINS),
+            "quantity": rng.randint(1, 100),
+        }
+        if body["type"] == "limit":
+            body["limit_price"] = f"{rng.randint(100, 99999) / 100:.2f}"
+        key = f"chaos-{seed}-{n}" if rng.random() < key_share else None
+        first = rng.randrange(apis)
+        targets: tuple[int, ...] = (first,)
+        if key is not None and rng.random() < twin_share:
+            targets = (first, rng.randrange(apis))
+        out.append(Spec(n, body, key, targets, rng.uniform(0.3, 1.5)))
+    return out
+
+
+class Workload:
+    def __init__(
+        self, urls: list[str], orders: list[Spec], rate: float, api_key: str | None = None
+    ) -> None:
+        self._urls = urls
+        self._auth = {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
+        self._orders = orders
+        self._rate = rate
+        self.sent: list[Sent] = []
+        self.started = 0
+        self.finished = 0
+
+    async def run(self) -> None:
+        t0 = time.monotonic()
+        async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as http:
+            tasks = []
+            for spec in self._orders:
+                await asyncio.sleep(max(0.0, t0 + spec.n / self._rate - time.monotonic()))
+                tasks.append(asyncio.create_task(self._order(http, spec)))
+                self.started += 1
+            await asyncio.gather(*tasks)
+
+    async def _order(self, http: aiohttp.ClientSession, spec: Spec) -> None:
+        answers = await asyncio.gather(*(self._post(http, spec, api) for api in spec.apis))
+        for resend in range(1, RESENDS + 1):
+            if spec.key is None or not all(a.status in (None, 500) for a in answers):
+                break
+            await asyncio.sleep(spec.pause_s * resend)
+            api = (spec.apis[0] + resend) % len(self._urls)
+            answers = [await self._post(http, spec, api)]
+        self.finished += 1
+
+    async def _post(self, http: aiohttp.ClientSession, spec: Spec, api: int) -> Sent:
+        headers = self._auth | ({} if spec.key is None else {"Idempotency-Key": spec.key})
+        sent = Sent(spec.n, spec.key, api, datetime.now(UTC))
+        self.sent.append(sent)
+        try:
+            async with http.post(
+                f"{self._urls[api]}/orders", json=spec.body, headers=headers
+            ) as resp:
+                raw = await resp.read()
+                sent.status = resp.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            sent.error = repr(exc)[:200]
+            return sent
+        finally:
+            sent.answered_at = datetime.now(UTC)
+        if sent.status != 201:
+            sent.message = raw[:300].decode(errors="replace")  # the whole answer, as it came
+            return sent
+        try:
+            answer = json.loads(raw)
+            sent.order_id = str(answer["id"])
+            sent.placement = str(answer["status"])
+        except (ValueError, KeyError, TypeError):
+            sent.message = raw[:300].decode(errors="replace")
+        return sent

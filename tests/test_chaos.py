@@ -1,0 +1,111 @@
+"""The chaos suite (issue 9; README, "Chaos suite"): the CI profile against today's code, every
+invariant PASS; and each planted bug against the profile that makes it show, its invariant FAIL.
+
+Each run is `python -m chaos` in a process of its own, with its own PostgreSQL, exchange-sim and
+services (DATABASE_URL is not used); its report is printed whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaos.profiles import ALL_FAULTS, PROFILES
+
+ROOT = Path(__file__).resolve().parent.parent
+CI_BUDGET_S = 300  # the CI profile's wall time, start to report (issue 9's acceptance)
+
+# Service bugs the suite has found and that are not fixed yet, as (invariant, a text every
+# counterexample of it shows). While one shows, the CI profile's test is an expected failure with
+# the report printed; any other counterexample fails it. Remove an entry once its fix lands.
+KNOWN_BUGS: tuple[tuple[str, str], ...] = (
+    # POST /orders while the API key cannot be checked (database down or stalled): the
+    # middleware's 503 {"message": "Service unavailable: database unreachable"}, not the one 5xx
+    # of SPEC section 2.
+    ("no 5xx but the documented 500", '503 \'{"message": "Service unavailable: database unreach'),
+    # An INSERT that reaches the server after its statement timed out on the client (held in the
+    # network): the API found no row, answered 500, and the row is stored (and placed) a moment
+    # later.
+    ("no 5xx but the documented 500", "stored by a request answered 500"),
+)
+
+
+def run_chaos(tmp_path: Path, *args: str, timeout_s: float) -> tuple[int, dict[str, Any], str]:
+    """Exit status, JSON result and report of one run; stopped (and cleaned up) on a timeout."""
+    result = tmp_path / "result.json"
+    progress = (tmp_path / "progress.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chaos", *args, "--json", str(result)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=progress,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the run stops everything it started
+        out, _ = proc.communicate(timeout=60)
+        pytest.fail(f"chaos run not done in {timeout_s}s:\n{out.decode(errors='replace')}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        progress.close()
+    report = out.decode(errors="replace")
+    if not result.exists():
+        tail = (tmp_path / "progress.log").read_text(errors="replace")[-3000:]
+        pytest.fail(f"chaos run ended ({proc.returncode}) without a result:\n{report}\n{tail}")
+    return proc.returncode, json.loads(result.read_text()), report
+
+
+@pytest.mark.timeout(CI_BUDGET_S + 180)
+def test_the_ci_profile_keeps_every_promise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, result, report = run_chaos(tmp_path, "--profile", "ci", timeout_s=CI_BUDGET_S + 120)
+    with capsys.disabled():
+        print("\n" + report)
+    assert result["seed"] == 1
+    assert result["orders"] >= 2000
+    ran = {f["kind"] for f in result["faults"] if f["started_s"] is not None and not f["error"]}
+    assert ran == set(ALL_FAULTS), f"faults that did not run: {set(ALL_FAULTS) - ran}"
+    assert result["wall_s"] <= CI_BUDGET_S
+    failed = {name: c["bad"] for name, c in result["invariants"].items() if not c["passed"]}
+    unexplained = [
+        (name, bad)
+        for name, bads in failed.items()
+        for bad in bads
+        if not any(name == known and text in bad for known, text in KNOWN_BUGS)
+    ]
+    assert unexplained == []
+    assert code == (1 if failed else 0)
+    if failed:
+        pytest.xfail(f"known service bugs still show: {sorted(failed)}")
+
+
+PLANTED = [("no-lookup", "double-placement"), ("fencing-by-instance", "stale-writer"),
+           ("lookup-at-arrival", "early-lookup")]  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("bug", "profile"), PLANTED, ids=[bug for bug, _ in PLANTED])
+def test_a_planted_bug_breaks_its_invariant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bug: str, profile: str
+) -> None:
+    """The harness is proven by the bugs it catches: each planted bug, under the faults that
+    make it show, fails the invariant it breaks."""
+    expected = PROFILES[profile].expect_fail
+    assert expected is not None
+    code, result, report = run_chaos(
+        tmp_path, "--profile", profile, "--seed", "1", "--planted", bug, timeout_s=240
+    )
+    with capsys.disabled():
+        print("\n" + report)
+    assert code == 1
+    assert result["planted"] == bug
+    assert not result["invariants"][expected]["passed"], f"{expected} held despite {bug}"
