@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -214,13 +215,14 @@ def _devtools_url(profile: Path, proc: subprocess.Popen[bytes]) -> str:
 
 @contextlib.asynccontextmanager
 async def browser() -> AsyncIterator[Browser]:
-    """A fresh headless Chromium (its own profile), stopped at the end."""
+    """A fresh headless Chromium (its own profile), closed at the end with all its processes."""
     binary = chromium()
-    with tempfile.TemporaryDirectory(prefix="chromium-") as tmp:
+    # Chromium's helpers may write to the profile until the last one is gone: ignore leftovers.
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as tmp:
         profile = Path(tmp)
         proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:
             url = await asyncio.to_thread(_devtools_url, profile, proc)
@@ -229,14 +231,24 @@ async def browser() -> AsyncIterator[Browser]:
                 try:
                     yield driver
                 finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(driver.send("Browser.close"), 5)
                     await driver.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            await asyncio.to_thread(_stop, proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Chromium and every helper process it started (its own process group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(10)
+            time.sleep(0.2)  # the helpers exit with it
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class _Screenshots:
