@@ -238,3 +238,22 @@ async def test_a_wait_for_a_pooled_connection_is_bounded(db_url: str) -> None:
                 waiting.result()
     finally:
         await pool.close()
+
+
+async def test_a_requests_deadline_starts_once_it_has_a_connection(
+    make_api: ApiFactory, exchange: SimProcess, db: asyncpg.Connection
+) -> None:
+    """Finding 8: valid_until was computed before the wait for a pool connection, so a request
+    that waited long enough reached the venue already expired (408) though nothing failed."""
+    api = await make_api(db_pool_min_size=1, db_pool_max_size=1, db_acquire_timeout_s=3.0,
+                         lease_s=6.0)  # fmt: skip
+    pool = api.app[POOL]
+    async with pool.acquire():  # the only connection, held longer than the placement timeout
+        posting = asyncio.ensure_future(api.post("/orders", json=MARKET))
+        await asyncio.sleep(0.8)  # the request is waiting for the connection meanwhile
+        assert not posting.done()
+    resp = await posting
+    assert resp.status == 201
+    order = await resp.json()
+    assert order["status"] == "SUCCESS"  # booked on its first attempt, not expired on arrival
+    assert (await exchange.requests())[order["id"]]["place"] == 1
