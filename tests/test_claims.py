@@ -248,6 +248,7 @@ async def test_a_requests_deadline_starts_once_it_has_a_connection(
     api = await make_api(db_pool_min_size=1, db_pool_max_size=1, db_acquire_timeout_s=3.0,
                          lease_s=6.0)  # fmt: skip
     pool = api.app[POOL]
+    assert (await api.get("/orders")).status == 200  # the key is checked now, and cached
     async with pool.acquire():  # the only connection, held longer than the placement timeout
         posting = asyncio.ensure_future(api.post("/orders", json=MARKET))
         await asyncio.sleep(0.8)  # the request is waiting for the connection meanwhile
