@@ -85,13 +85,18 @@ class Workload:
 
     async def run(self) -> None:
         t0 = time.monotonic()
+        tasks: list[asyncio.Task[None]] = []
         async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as http:
-            tasks = []
-            for spec in self._orders:
-                await asyncio.sleep(max(0.0, t0 + spec.n / self._rate - time.monotonic()))
-                tasks.append(asyncio.create_task(self._order(http, spec)))
-                self.started += 1
-            await asyncio.gather(*tasks)
+            try:
+                for spec in self._orders:
+                    await asyncio.sleep(max(0.0, t0 + spec.n / self._rate - time.monotonic()))
+                    tasks.append(asyncio.create_task(self._order(http, spec)))
+                    self.started += 1
+                await asyncio.gather(*tasks)
+            finally:  # interrupted: no order goes on without its session
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _order(self, http: aiohttp.ClientSession, spec: Spec) -> None:
         answers = await asyncio.gather(*(self._post(http, spec, api) for api in spec.apis))
