@@ -1,8 +1,9 @@
 """API keys as the API checks them (SPEC §7): a Bearer key, against its stored hash.
 
 Keys found are kept for KEY_CACHE_S so that a request costs no extra round trip; a revoked key is
-refused within that time on every instance. Unknown key ids are remembered too (a bounded number),
-so a flood of made-up keys does not become a flood of queries.
+refused within that time on every instance (while the database cannot be asked, a key checked
+before stays trusted: an outage does not lock every client out). Unknown key ids are remembered
+too (a bounded number), so a flood of made-up keys does not become a flood of queries.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from orders_core import apikeys
 from orders_core.apikeys import Principal, Scope
-from orders_core.db import Pool
+from orders_core.db import DB_ERRORS, Pool
 from orders_core.errors import Unauthorized
 
 CACHE_MAX = 10_000
@@ -55,7 +56,12 @@ class Keyring:
         entry = self._cache.get(key_id)
         if entry is not None and entry.until > now:
             return entry
-        row = await self._pool.fetchrow(apikeys.SELECT_KEY, key_id)
+        try:
+            row = await self._pool.fetchrow(apikeys.SELECT_KEY, key_id)
+        except DB_ERRORS:
+            if entry is not None and entry.row is not None:
+                return entry  # the database is away: a key known a moment ago is still trusted
+            raise
         if row is None:
             entry = _Entry(None, False, now + self._cache_s)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -13,6 +14,7 @@ import pytest
 from orders_core.apikeys import KEY_RE, Scope
 from tests.api_fixtures import ApiFactory
 from tests.helpers import MARKET, bearer, make_key
+from tests.tcp_proxy import DbProxy
 
 NO_KEY: dict[str, str] = {"X-Nothing": "1"}  # a client without Authorization
 
@@ -136,3 +138,29 @@ async def test_orders_keys_creates_lists_and_revokes(
     assert "revoked" in await _unauthorized(await api.get("/orders"))
     assert _keys_cli(db_url, "revoke", "000000000000").returncode == 1
     assert _keys_cli(db_url, "create", "--account", "bad name!").returncode != 0
+
+
+@pytest.fixture
+async def proxy(db_url: str) -> AsyncIterator[DbProxy]:
+    running = DbProxy(db_url)
+    await running.start()
+    yield running
+    await running.cut()
+
+
+PLACEMENT_FAILED = {"message": "Internal server error while placing the order"}
+
+
+async def test_a_database_outage_while_creating_is_the_documented_500_not_503(
+    make_api: ApiFactory, proxy: DbProxy
+) -> None:
+    """SPEC §2: when the database fails while an order is created the answer is the one
+    documented 500, also when it fails in checking the key (found by the chaos suite: 503s)."""
+    warm = await make_api(database_url=proxy.dsn, key_cache_s=0)  # its key entry is stale at once
+    cold = await make_api(database_url=proxy.dsn)  # its key was never checked
+    assert (await warm.post("/orders", json=MARKET)).status == 201
+    await proxy.cut()
+    for api in (warm, cold):
+        resp = await api.post("/orders", json=MARKET)
+        assert resp.status == 500
+        assert await resp.json() == PLACEMENT_FAILED
