@@ -103,11 +103,12 @@ def no_5xx(ev: Evidence) -> Check:
             keyed[s.key].append(s)
     stored = {row["idempotency_key"]: (oid, row["created_at"]) for oid, row in ev.orders.items()}
     documented = ambiguous = 0
+    other: dict[str, list[int]] = defaultdict(list)  # an undocumented answer -> its orders
     for s in ev.sent:
         if s.status is None or s.status < 500:
             continue
         if s.status != 500 or _json(s.message) != DOCUMENTED_500:
-            c.bad.append(f"order #{s.order} {s.status} {s.message!r:.80}")
+            other[f"{s.status} {s.message or ''}"[:90]].append(s.order)
             continue
         documented += 1
         if s.key is None or s.key not in stored:
@@ -121,6 +122,9 @@ def no_5xx(ev: Evidence) -> Check:
             c.bad.append(f"{oid} stored by a request answered 500 ({late:+.2f}s)")
         elif s in creators:
             ambiguous += 1
+    for answer, orders in other.items():
+        shown = ", ".join(f"#{n}" for n in sorted(set(orders))[:3])
+        c.bad.insert(0, f"{answer} x{len(orders)} (orders {shown}...)")
     c.note = f"{documented} documented 500s"
     c.note += f", {ambiguous} whose order another request may have stored" if ambiguous else ""
     return c

@@ -28,7 +28,10 @@ KNOWN_BUGS: tuple[tuple[str, str], ...] = (
     # POST /orders while the API key cannot be checked (database down or stalled): the
     # middleware's 503 {"message": "Service unavailable: database unreachable"}, not the one 5xx
     # of SPEC section 2.
-    ("no 5xx but the documented 500", '503 \'{"message": "Service unavailable: database unreach'),
+    (
+        "no 5xx but the documented 500",
+        '503 {"message": "Service unavailable: database unreachable"}',
+    ),
     # An INSERT that reaches the server after its statement timed out on the client (held in the
     # network): the API found no row, answered 500, and the row is stored (and placed) a moment
     # later.
