@@ -25,13 +25,6 @@ CI_BUDGET_S = 300  # the CI profile's wall time, start to report (issue 9's acce
 # counterexample of it shows). While one shows, the CI profile's test is an expected failure with
 # the report printed; any other counterexample fails it. Remove an entry once its fix lands.
 KNOWN_BUGS: tuple[tuple[str, str], ...] = (
-    # POST /orders while the API key cannot be checked (database down or stalled): the
-    # middleware's 503 {"message": "Service unavailable: database unreachable"}, not the one 5xx
-    # of SPEC section 2.
-    (
-        "no 5xx but the documented 500",
-        '503 {"message": "Service unavailable: database unreachable"}',
-    ),
     # An INSERT that reaches the server after its statement timed out on the client (held in the
     # network): the API found no row, answered 500, and the row is stored (and placed) a moment
     # later.
