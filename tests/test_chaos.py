@@ -25,9 +25,11 @@ CI_BUDGET_S = 300  # the CI profile's wall time, start to report (issue 9's acce
 # counterexample of it shows). While one shows, the CI profile's test is an expected failure with
 # the report printed; any other counterexample fails it. Remove an entry once its fix lands.
 KNOWN_BUGS: tuple[tuple[str, str], ...] = (
-    # An INSERT that reaches the server after its statement timed out on the client (held in the
-    # network): the API found no row, answered 500, and the row is stored (and placed) a moment
-    # later.
+    # An INSERT held in the network past DB_COMMAND_TIMEOUT_S: its TimeoutError becomes
+    # _StoreUnknown inside `async with pool.acquire()` (orders_api/placement.py, _store), but the
+    # pool's release then times out waiting for the cancelled query and its TimeoutError replaces
+    # _StoreUnknown, so the API answers 500 without looking for the row; the INSERT lands (and the
+    # order is placed) a moment later. (Looking right away would not find it either.)
     ("no 5xx but the documented 500", "stored by a request answered 500"),
 )
 
