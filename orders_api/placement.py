@@ -8,6 +8,7 @@ blindly placed again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from datetime import datetime
@@ -17,7 +18,7 @@ import asyncpg
 
 from orders_api import metrics, reads, store
 from orders_api.policy import Policy, after_lookup, after_placement, utcnow
-from orders_core.db import DB_ERRORS, Pool
+from orders_core.db import DB_ERRORS, Pool, PooledConnection
 from orders_core.domain import OrderStatus
 from orders_core.errors import InternalError
 from orders_core.exchange import ExchangeClient, LookupResult, PlaceResult
@@ -33,7 +34,12 @@ STORE_CHECKS = 3
 
 
 class _StoreUnknown(Exception):
-    """The insert's connection failed before its answer came: it may or may not have committed."""
+    """The insert's connection failed before its answer came: it may or may not have committed,
+    until its deadline (the insert stores nothing once that has passed on the server)."""
+
+    def __init__(self, deadline: datetime) -> None:
+        super().__init__("outcome of the insert unknown")
+        self.deadline = deadline
 
 
 def _refused(exc: BaseException) -> bool:
@@ -62,7 +68,7 @@ class Placer:
         try:
             row, deadline = await self._store(order)
         except _StoreUnknown as unknown:
-            found = await self._stored_after_all(order, unknown.__cause__)
+            found = await self._stored_after_all(order, unknown)
             if found is None:
                 raise InternalError(PLACEMENT_FAILED) from unknown.__cause__
             return found  # stored, never sent: the sweep places it once its lease runs out
@@ -87,43 +93,65 @@ class Placer:
     async def _store(self, order: store.NewOrder) -> tuple[asyncpg.Record, datetime]:
         """The inserted row (or the Idempotency-Key's) and the deadline of the first attempt.
 
-        The deadline is taken once a connection is in hand, so no pool wait eats into it.
-        Raises InternalError when nothing was stored, _StoreUnknown when that is not known."""
+        The deadline is taken once a connection is in hand, so no pool wait eats into it; it also
+        bounds the insert itself, which stores nothing if it reaches the server later. Raises
+        InternalError when nothing was stored, _StoreUnknown when that is not known yet."""
         try:
-            async with self._pool.acquire() as conn:
-                deadline = self._policy.deadline(utcnow())
-                try:
-                    row = await store.insert(
-                        conn,
-                        order,
-                        deadline,
-                        self._policy.settled(deadline),
-                        self._owner,
-                        self._policy.lease_s,
-                    )
-                except DB_ERRORS as exc:
-                    if _refused(exc):
-                        raise  # the server refused the statement: nothing was stored
-                    raise _StoreUnknown from exc  # it may have committed before the line broke
-                if row is None and order.idempotency_key is not None:
-                    row = await reads.by_key(conn, order.account_id, order.idempotency_key)
-        except _StoreUnknown:
-            raise
+            conn = await self._pool.acquire()
         except DB_ERRORS as exc:
             raise InternalError(PLACEMENT_FAILED) from exc
+        try:
+            deadline = self._policy.deadline(utcnow())
+            row = await self._insert(conn, order, deadline)
+        finally:
+            await self._release(conn)
         if row is None:  # the key's order vanished: nothing deletes orders, so this is a bug
             raise InternalError(PLACEMENT_FAILED)
         return row, deadline
 
+    async def _insert(
+        self, conn: PooledConnection, order: store.NewOrder, deadline: datetime
+    ) -> asyncpg.Record | None:
+        try:
+            row = await store.insert(
+                conn,
+                order,
+                deadline,
+                self._policy.settled(deadline),
+                self._owner,
+                self._policy.lease_s,
+            )
+        except DB_ERRORS as exc:
+            if _refused(exc):  # the server refused the statement: nothing was stored
+                raise InternalError(PLACEMENT_FAILED) from exc
+            raise _StoreUnknown(deadline) from exc  # it may commit, until its deadline
+        if row is None and order.idempotency_key is not None:
+            try:
+                row = await reads.by_key(conn, order.account_id, order.idempotency_key)
+            except DB_ERRORS as exc:
+                raise InternalError(PLACEMENT_FAILED) from exc
+        return row
+
+    async def _release(self, conn: PooledConnection) -> None:
+        """Give the connection back; a failure to (asyncpg then closes it) must not hide what
+        happened to the insert."""
+        try:
+            await self._pool.release(conn)
+        except DB_ERRORS:
+            log.warning("pool connection closed after an error", exc_info=True)
+
     async def _stored_after_all(
-        self, order: store.NewOrder, cause: BaseException | None
+        self, order: store.NewOrder, unknown: _StoreUnknown
     ) -> asyncpg.Record | None:
         """After an insert whose outcome is unknown: the order's row if it exists, else None
-        (also when the database cannot tell)."""
+        (also when the database cannot tell). It is looked for once the insert's deadline (plus
+        the clock-skew margin) has passed: an insert still on its way after that stores nothing."""
         log.warning(
             "outcome of storing the order unknown; looking for it",
-            extra={"order_id": str(order.id), "error": repr(cause)},
+            extra={"order_id": str(order.id), "error": repr(unknown.__cause__)},
         )
+        wait_s = (self._policy.settled(unknown.deadline) - utcnow()).total_seconds()
+        await asyncio.sleep(max(wait_s, 0.0))
         for _ in range(STORE_CHECKS):
             try:
                 return await reads.any_by_id(self._pool, order.id)

@@ -53,8 +53,9 @@ WITH o AS (
 INSERT INTO orders (id, type, side, instrument, limit_price, quantity, attempts, pending_deadline,
                     next_attempt_at, lease_owner, lease_token, lease_expires_at, sync_pending,
                     idempotency_key, request_hash, account_id)
-VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, nextval('orders_lease_token_seq'),
-        clock_timestamp() + make_interval(secs => $10), true, $11, $12, $13)
+SELECT $1, $2, $3, $4, $5, $6, 1, $7, $8, $9, nextval('orders_lease_token_seq'),
+       clock_timestamp() + make_interval(secs => $10), true, $11, $12, $13
+ WHERE clock_timestamp() < $7  -- too late for its first attempt: store nothing (see placement)
 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {", ".join(_COLUMNS)}, NULL::text AS stock_market_order_status
 ), sent AS (

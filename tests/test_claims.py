@@ -258,3 +258,49 @@ async def test_a_requests_deadline_starts_once_it_has_a_connection(
     order = await resp.json()
     assert order["status"] == "SUCCESS"  # booked on its first attempt, not expired on arrival
     assert (await exchange.requests())[order["id"]]["place"] == 1
+
+
+async def test_an_insert_timed_out_and_a_failed_release_still_find_the_order(
+    make_api: ApiFactory,
+    exchange: SimProcess,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the chaos suite (profile stale-writer, seed 1): the insert timed out client-side,
+    then giving its connection back to the pool timed out too, and that error hid the unknown
+    outcome: a 500 for an order that was stored and then placed."""
+    api = await make_api()
+    assert (await api.get("/orders")).status == 200  # the key checked and cached first
+    real_insert, real_release = store.insert, api.app[POOL].release
+
+    async def insert(*args: Any) -> asyncpg.Record | None:
+        await real_insert(*args)
+        raise TimeoutError  # asyncpg's command timeout: the statement's fate unknown
+
+    failing = {"left": 1}
+
+    async def release(*args: Any, **kwargs: Any) -> None:
+        await real_release(*args, **kwargs)
+        if failing["left"]:  # the insert's connection only
+            failing["left"] -= 1
+            raise TimeoutError  # asyncpg waiting for the cancelled statement, in vain
+
+    monkeypatch.setattr(store, "insert", insert)
+    monkeypatch.setattr(api.app[POOL], "release", release)
+    resp = await api.post("/orders", json=MARKET)
+    assert resp.status == 201
+    order = await resp.json()
+    assert (await final_row(db, order["id"]))["status"] == "SUCCESS"
+    assert (await exchange.ledger())[order["id"]]["placements"] == 1
+
+
+async def test_an_insert_that_reaches_the_server_after_its_deadline_stores_nothing(
+    make_api: ApiFactory, db: asyncpg.Connection
+) -> None:
+    """The other half: an insert still on its way when the service looks for it must not land
+    afterwards (the 500 answered meanwhile would then be for a stored order)."""
+    api = await make_api()
+    late = datetime.now(UTC) - timedelta(milliseconds=1)
+    async with api.app[POOL].acquire() as conn:
+        assert await store.insert(conn, NEW, late, late, "instance-a", 30) is None
+    assert await db.fetchval("SELECT count(*) FROM orders") == 0
