@@ -54,6 +54,7 @@ def _order(request: CreateOrderModel, **state: Any) -> dict[str, Any]:
         "created_at": AT,
         "updated_at": AT,
         "stock_market_order_status": None,
+        "filled_quantity": None,
         "attempts": 1,
         "last_error": None,
         "failed_at": None,
@@ -69,7 +70,13 @@ def _order(request: CreateOrderModel, **state: Any) -> dict[str, Any]:
 ORDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "market": (
         "a market order, acknowledged and filled",
-        _order(MARKET, id=MARKET_ID, status="SUCCESS", stock_market_order_status="filled"),
+        _order(
+            MARKET,
+            id=MARKET_ID,
+            status="SUCCESS",
+            stock_market_order_status="filled",
+            filled_quantity=10,
+        ),
     ),
     "limit": (
         "a limit order whose first attempt the exchange did not acknowledge: retries follow",
@@ -92,6 +99,35 @@ ORDERS: dict[str, tuple[str, dict[str, Any]]] = {
             failed_at=AT + timedelta(seconds=45),
             updated_at=AT + timedelta(seconds=45),
         ),
+    ),
+}
+CANCELING = (
+    "a limit order whose cancel is asked: the exchange has not answered for it yet",
+    _order(
+        LIMIT,
+        id=LIMIT_ID,
+        status="SUCCESS",
+        stock_market_order_status="new",
+        filled_quantity=0,
+        cancel_requested_at=AT + timedelta(seconds=30),
+        cancel_status="PENDING",
+        updated_at=AT + timedelta(seconds=30),
+    ),
+)
+NOT_CANCELABLE = {
+    "filled": (
+        "the exchange filled the order: nothing to cancel",
+        {
+            "message": "The order is filled on the exchange: nothing to cancel",
+            "order": ORDERS["market"][1],
+        },
+    ),
+    "failed": (
+        "the order failed: the exchange holds nothing",
+        {
+            "message": "The order failed: the exchange holds nothing to cancel",
+            "order": ORDERS["failed"][1],
+        },
     ),
 }
 
@@ -165,7 +201,8 @@ def _samples(model: type[BaseModel]) -> dict[str, tuple[str, Any]]:
     here once there is one): key -> (summary, data)."""
     orders = [data for _, data in ORDERS.values()]
     by_name: dict[str, dict[str, tuple[str, Any]]] = {
-        "OrderModel": ORDERS,
+        "OrderModel": ORDERS | {"canceling": CANCELING},
+        "CancelConflictModel": NOT_CANCELABLE,
         "OrdersPage": {
             "page": (
                 "a page with another after it",

@@ -16,6 +16,7 @@ from orders_api import reads, store
 from orders_api.keys import PLACER, POOL, PRINCIPAL
 from orders_api.requests import json_object, validate
 from orders_api.schemas import (
+    CancelConflictModel,
     CreateOrderHeaders,
     CreateOrderModel,
     ExchangeEventModel,
@@ -27,6 +28,7 @@ from orders_api.schemas import (
     OrdersPage,
     OrdersQuery,
 )
+from orders_core.domain import CancelStatus, OrderStatus
 from orders_core.errors import Conflict, NotFound, Unprocessable
 
 ORDER_NOT_FOUND = "Order not found"
@@ -111,3 +113,24 @@ async def order_history(request: web.Request, path: OrderPath) -> web.StreamResp
     await _own_order(request, path)
     rows = await reads.history(request.app[POOL], path.id)
     return _json(OrderHistory(history=[HistoryEntry.model_validate(dict(r)) for r in rows]))
+
+
+async def cancel_order(request: web.Request, path: OrderPath) -> web.StreamResponse:
+    """DELETE /orders/{id} (SPEC §8): 202 once the cancel is asked (a repeat answers the same and
+    asks nothing more); 409 when nothing is left to cancel."""
+    row = await request.app[PLACER].request_cancel(request[PRINCIPAL].account_id, path.id)
+    if row is None:
+        raise NotFound(ORDER_NOT_FOUND)
+    if row["cancel_status"] == CancelStatus.PENDING:
+        return order_response(row, status=202)
+    order = OrderModel.model_validate(dict(row))
+    body = CancelConflictModel(message=_not_cancelable(order), order=order)
+    return web.Response(text=body.model_dump_json(), status=409, content_type="application/json")
+
+
+def _not_cancelable(order: OrderModel) -> str:
+    if order.cancel_status is not None:
+        return f"The order's cancel is already final: {order.cancel_status.value}"
+    if order.status is OrderStatus.FAILURE:
+        return "The order failed: the exchange holds nothing to cancel"
+    return f"The order is {order.stock_market_order_status} on the exchange: nothing to cancel"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from orders_core.domain import OrderStatus
-from orders_core.exchange import Found, Placed, PlaceResult
+from orders_core.domain import CancelStatus, OrderStatus
+from orders_core.exchange import Cancelled, Found, Placed, PlaceResult
 
 # The `outcome` label of orders_placement_attempts_total: what dashboards read as the exchange's
 # error ratio is (unavailable + unknown) / all.
@@ -35,12 +35,28 @@ SWEEP_ERRORS = Counter(
     "orders_retry_sweep_errors_total", "Sweeps for due retries that failed (database unreachable)"
 )
 
+CANCELS_REQUESTED = Counter(
+    "orders_cancels_requested_total", "Cancels asked by clients (DELETE /orders/{id}), repeats not"
+)
+CANCEL_REQUESTS = Counter(
+    "orders_cancel_requests_total",
+    "Cancel requests sent to the exchange, by what came back",
+    ["outcome"],
+)
+CANCELS = Counter(
+    "orders_cancels_total", "Cancels that reached their outcome, by outcome", ["outcome"]
+)
+
 for _outcome in ATTEMPT_OUTCOMES:
     PLACEMENT_ATTEMPTS.labels(_outcome)
 for _found in Found:
     PLACEMENT_LOOKUPS.labels(_found.value)
 for _status in (OrderStatus.SUCCESS, OrderStatus.FAILURE):
     FINISHED.labels(_status.value)
+for _cancelled in Cancelled:
+    CANCEL_REQUESTS.labels(_cancelled.value)
+for _final in (CancelStatus.CANCELED, CancelStatus.REFUSED):
+    CANCELS.labels(_final.value)
 
 
 def attempt_outcome(result: PlaceResult) -> str:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from orders_api.settings import ApiSettings
-from orders_api.store import Outcome
+from orders_api.store import CancelOutcome, Outcome
 from orders_core.backoff import backoff_s
-from orders_core.domain import OrderStatus
-from orders_core.exchange import Found, LookupResult, Placed, PlaceResult
+from orders_core.domain import CancelStatus, OrderStatus
+from orders_core.exchange import Cancelled, CancelResult, Found, LookupResult, Placed, PlaceResult
 
 IN_PROGRESS = OrderStatus.IN_PROGRESS
 
@@ -111,3 +111,59 @@ def after_lookup(
         reason = f"gave up after {attempts} attempts, exchange holds no such order: {last_error}"
         return Outcome(OrderStatus.FAILURE, None, None, reason)
     return None
+
+
+CANCELED_BEFORE_PLACEMENT = "canceled before placement"
+NO_LONGER_HELD = "the exchange no longer holds the order"
+
+
+def after_cancel(
+    result: CancelResult,
+    status: OrderStatus,
+    pending_deadline: datetime | None,
+    last_error: str | None,
+    cancel_attempts: int,
+    policy: Policy,
+    asked_at: datetime,
+    now: datetime,
+    rng: random.Random,
+) -> CancelOutcome:
+    """What a cancel request to the exchange, sent at `asked_at`, decides for an order in
+    placement `status` whose latest placement request (if unresolved) had `pending_deadline`.
+
+    CANCELED only once the exchange can no longer hold a live order: it canceled it, it holds it
+    canceled, or it held none when asked after every placement request's deadline had passed.
+    """
+    pending = CancelStatus.PENDING
+    if result.outcome in (Cancelled.CANCELED, Cancelled.TERMINAL):
+        assert result.order is not None
+        held = result.order
+        ended = CancelStatus.CANCELED if held.status == "canceled" else CancelStatus.REFUSED
+        error = None if ended is CancelStatus.CANCELED else f"the order is {held.status}"
+        return CancelOutcome(
+            OrderStatus.SUCCESS, None, held.exchange_order_id, None, None, ended, error
+        )
+    if result.outcome is Cancelled.ERROR:
+        due = now + policy.backoff(cancel_attempts + 1, rng)
+        return CancelOutcome(
+            status, last_error, None, pending_deadline, due, pending, result.detail
+        )
+    # Absent, as of asked_at.
+    if pending_deadline is not None and asked_at < policy.settled(pending_deadline):
+        # A placement request may still book it: ask again once that cannot happen.
+        due = policy.settled(pending_deadline)
+        return CancelOutcome(status, last_error, None, pending_deadline, due, pending, None)
+    if status is OrderStatus.SUCCESS:
+        # Booked once, gone now (the venue forgot it): nothing is live, but we did not cancel it.
+        return CancelOutcome(
+            status, last_error, None, None, None, CancelStatus.REFUSED, NO_LONGER_HELD
+        )
+    return CancelOutcome(
+        OrderStatus.FAILURE,
+        CANCELED_BEFORE_PLACEMENT,
+        None,
+        None,
+        None,
+        CancelStatus.CANCELED,
+        None,
+    )

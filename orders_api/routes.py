@@ -8,6 +8,7 @@ from orders_api import docs, handlers
 from orders_api.keys import POOL
 from orders_api.openapi import Endpoint, build
 from orders_api.schemas import (
+    CancelConflictModel,
     CreateOrderModel,
     ErrorModel,
     HealthModel,
@@ -60,6 +61,19 @@ ENDPOINTS = [
             200: (OrderModel, "the order"),
             400: (ErrorModel, "id is not a UUID"),
             404: (ErrorModel, "no such order"),
+        },
+    ),
+    Endpoint(
+        "DELETE",
+        "/orders/{id}",
+        handlers.cancel_order,
+        "Cancel an order: asked at once, carried out durably (cancel_status PENDING, then "
+        "CANCELED or REFUSED)",
+        {
+            202: (OrderModel, "the cancel is asked (or was already): cancel_status PENDING"),
+            400: (ErrorModel, "id is not a UUID"),
+            404: (ErrorModel, "no such order"),
+            409: (CancelConflictModel, "nothing left to cancel (failed, ended, or cancel final)"),
         },
     ),
     Endpoint(

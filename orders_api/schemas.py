@@ -26,6 +26,7 @@ from pydantic_core import CoreSchema
 
 from orders_core.domain import (
     MAX_QUANTITY,
+    CancelStatus,
     IdempotencyKey,
     Isin,
     OrderStatus,
@@ -167,14 +168,36 @@ class OrderModel(BaseModel):
     )
     failed_at: datetime | None = Field(description="when the order became FAILURE, or null")
     updated_at: datetime = Field(description="when the order last changed")
+    filled_quantity: int | None = Field(
+        description="how much the exchange has filled (from its stream), or null"
+    )
+    cancel_requested_at: datetime | None = Field(
+        description="when a cancel was asked (DELETE /orders/{id}), or null"
+    )
+    cancel_status: CancelStatus | None = Field(
+        description="PENDING: asked, the exchange has not answered for it yet; CANCELED: the "
+        "exchange canceled the order, or confirmed it never booked it (status FAILURE, last_error "
+        "'canceled before placement'); REFUSED: the exchange filled or ended it first "
+        "(cancel_error says why); null when no cancel was asked",
+    )
+    cancel_error: str | None = Field(
+        description="why the cancel was refused, or why the last cancel request failed"
+    )
 
     @field_serializer("created_at", "updated_at")
     def _iso(self, value: datetime) -> str:
         return value.isoformat()
 
-    @field_serializer("failed_at")
+    @field_serializer("failed_at", "cancel_requested_at")
     def _iso_or_null(self, value: datetime | None) -> str | None:
         return None if value is None else value.isoformat()
+
+
+class CancelConflictModel(BaseModel):
+    """Why the order can no longer be canceled, and the order."""
+
+    message: str
+    order: OrderModel
 
 
 class HistoryEntry(BaseModel):

@@ -9,6 +9,7 @@ the sweep uses its index; times written are `clock_timestamp()`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from orders_core.db import Pool, PooledConnection
-from orders_core.domain import OrderStatus
+from orders_core.domain import CancelStatus, OrderStatus
 
 _COLUMNS = (
     "id",
@@ -39,10 +40,16 @@ _COLUMNS = (
     "lookup_failures",
     "failed_at",
     "updated_at",
+    "cancel_requested_at",
+    "cancel_status",
+    "cancel_error",
+    "cancel_attempts",
 )
 # The exchange's own view of the order, as the listener last stored it (exchange_order_status).
 _MARKET_STATUS = """(SELECT s.stock_market_order_status FROM exchange_order_status s
-                    WHERE s.order_id = {table}.id) AS stock_market_order_status"""
+                    WHERE s.order_id = {table}.id) AS stock_market_order_status,
+                   (SELECT s.filled_quantity FROM exchange_order_status s
+                    WHERE s.order_id = {table}.id) AS filled_quantity"""
 COLUMNS = ", ".join((*_COLUMNS, _MARKET_STATUS.format(table="orders")))
 
 # Create the order and take the lease of its synchronous attempt in one statement: the attempt is
@@ -57,12 +64,19 @@ SELECT $1, $2, $3, $4, $5, $6, 1, $7, $8, $9, nextval('orders_lease_token_seq'),
        clock_timestamp() + make_interval(secs => $10), true, $11, $12, $13
  WHERE clock_timestamp() < $7  -- too late for its first attempt: store nothing (see placement)
 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {", ".join(_COLUMNS)}, NULL::text AS stock_market_order_status
+RETURNING {", ".join(_COLUMNS)}, NULL::text AS stock_market_order_status,
+          NULL::bigint AS filled_quantity
 ), sent AS (
 INSERT INTO order_history (order_id, event, attempt, detail)
 SELECT id, 'placement_sent', 1, 'valid until ' || $7::timestamptz FROM o
 )
 SELECT * FROM o"""
+
+# The end of a claim's write: fenced by its token, the lease given back, the change's time.
+_CLAIM_ENDS = """lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+       sync_pending = false, updated_at = c.now
+  FROM (SELECT clock_timestamp() AS now) AS c
+ WHERE id = $1 AND lease_token = $2"""
 
 # Record what an attempt (or a lookup) decided, and give the lease back: only while the claim that
 # started it is still the order's claim. The history gets what was learned ($9..$12: event,
@@ -73,10 +87,7 @@ UPDATE orders
    SET status = $3, pending_deadline = $4, next_attempt_at = $5, last_error = $6,
        exchange_order_id = coalesce($7, exchange_order_id), lookup_failures = $8,
        failed_at = CASE WHEN $3 = 'FAILURE' THEN c.now END,
-       lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, sync_pending = false,
-       updated_at = c.now
-  FROM (SELECT clock_timestamp() AS now) AS c
- WHERE id = $1 AND lease_token = $2
+       {_CLAIM_ENDS}
 RETURNING {COLUMNS}
 ), learned AS (
 INSERT INTO order_history (order_id, event, attempt, outcome, detail)
@@ -84,14 +95,15 @@ SELECT id, $9, $10, $11, $12 FROM upd
 )
 SELECT * FROM upd"""
 
-# Claim due work: unfinished, due, and nobody's lease alive. SKIP LOCKED lets instances share it.
+# Claim due work (a placement or a cancel: next_attempt_at is set exactly while some is due) whose
+# lease nobody holds alive. SKIP LOCKED lets instances share it.
 CLAIM_DUE = f"""
 UPDATE orders AS o
    SET lease_owner = $1, lease_token = nextval('orders_lease_token_seq'),
        lease_expires_at = clock_timestamp() + make_interval(secs => $2),
        sync_pending = false, updated_at = clock_timestamp()
   FROM (SELECT id FROM orders
-         WHERE status = 'IN PROGRESS' AND next_attempt_at <= statement_timestamp()
+         WHERE next_attempt_at <= statement_timestamp()
            AND (lease_expires_at IS NULL OR lease_expires_at <= statement_timestamp())
          ORDER BY next_attempt_at
          LIMIT $3
@@ -110,6 +122,7 @@ UPDATE orders
        lease_expires_at = clock_timestamp() + make_interval(secs => $5),
        updated_at = clock_timestamp()
  WHERE id = $1 AND lease_token = $2 AND lease_expires_at > clock_timestamp()
+   AND cancel_requested_at IS NULL
 RETURNING id, attempts
 ), noted AS (
 INSERT INTO order_history (order_id, event, attempt, outcome, detail)
@@ -126,7 +139,64 @@ SELECT attempts FROM upd"""
 # than its deadline (next_attempt_at), so nobody trusts a "not found" for it too early.
 RELEASE_ALL = """
 UPDATE orders SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
- WHERE lease_owner = $1 AND status = 'IN PROGRESS'"""
+ WHERE lease_owner = $1"""
+
+# DELETE /orders/{id} (SPEC §8), one statement: the order if it is the account's, and whether this
+# request asked for its cancel. A cancelable order gets cancel_status PENDING and is due at once;
+# its claim ends (lease_token NULL), so an attempt in flight writes nothing more and places
+# nothing more: the cancel's claimant finds out what the exchange holds. A repeat changes nothing.
+# $3: the exchange statuses after which nothing is left to cancel.
+REQUEST_CANCEL = f"""
+WITH cur AS (
+SELECT o.id, o.status <> 'FAILURE' AND o.cancel_status IS NULL
+             AND coalesce(s.stock_market_order_status <> ALL ($3::text[]), true) AS cancelable
+  FROM orders AS o LEFT JOIN exchange_order_status AS s ON s.order_id = o.id
+ WHERE o.id = $1 AND o.account_id = $2
+   FOR NO KEY UPDATE OF o
+), upd AS (
+UPDATE orders AS o
+   SET cancel_requested_at = c.now, cancel_status = 'PENDING', next_attempt_at = c.now,
+       lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, sync_pending = false,
+       updated_at = c.now
+  FROM cur, (SELECT clock_timestamp() AS now) AS c
+ WHERE o.id = cur.id AND cur.cancelable
+RETURNING {", ".join(f"o.{c}" for c in _COLUMNS)}, {_MARKET_STATUS.format(table="o")}
+), noted AS (
+INSERT INTO order_history (order_id, event) SELECT id, 'cancel_requested' FROM upd
+)
+SELECT *, true AS requested FROM upd
+UNION ALL
+SELECT {COLUMNS}, false FROM orders
+ WHERE id = (SELECT id FROM cur) AND NOT EXISTS (SELECT 1 FROM upd)"""
+
+# Record what a cancel request to the exchange decided, under the claim that sent it (as FINISH).
+FINISH_CANCEL = f"""
+WITH upd AS (
+UPDATE orders
+   SET status = $3, last_error = $4, exchange_order_id = coalesce($5, exchange_order_id),
+       failed_at = CASE WHEN $3 = 'FAILURE' THEN coalesce(failed_at, c.now) END,
+       pending_deadline = $6, next_attempt_at = $7, cancel_status = $8, cancel_error = $9,
+       cancel_attempts = cancel_attempts + 1,
+       {_CLAIM_ENDS}
+RETURNING {COLUMNS}
+), learned AS (
+INSERT INTO order_history (order_id, event, outcome, detail)
+SELECT id, 'cancel_answered', $10, $11 FROM upd
+)
+SELECT * FROM upd"""
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What to write after a cancel request to the exchange (CancelStatus PENDING: try again)."""
+
+    status: OrderStatus
+    last_error: str | None
+    exchange_order_id: str | None
+    pending_deadline: datetime | None
+    next_attempt_at: datetime | None
+    cancel_status: CancelStatus
+    cancel_error: str | None
 
 
 @dataclass(frozen=True)
@@ -232,6 +302,34 @@ async def begin_attempt(
         BEGIN_ATTEMPT, order_id, token, deadline, settled, lease_s, lookup
     )
     return attempts
+
+
+async def request_cancel(
+    pool: Pool, account_id: UUID, order_id: UUID, ended: Iterable[str]
+) -> asyncpg.Record | None:
+    """The order (None when it is not the account's) with `requested`: whether this call asked
+    for its cancel. `ended`: the exchange statuses that leave nothing to cancel."""
+    return await pool.fetchrow(REQUEST_CANCEL, order_id, account_id, sorted(ended))
+
+
+async def finish_cancel(
+    pool: Pool, order_id: UUID, token: int, outcome: CancelOutcome, answer: str, detail: str
+) -> asyncpg.Record | None:
+    """The updated row, or None when the claim `token` is no longer the order's."""
+    return await pool.fetchrow(
+        FINISH_CANCEL,
+        order_id,
+        token,
+        outcome.status.value,
+        outcome.last_error,
+        outcome.exchange_order_id,
+        outcome.pending_deadline,
+        outcome.next_attempt_at,
+        outcome.cancel_status.value,
+        outcome.cancel_error,
+        answer,
+        detail,
+    )
 
 
 async def release_all(pool: Pool, owner: str) -> None:

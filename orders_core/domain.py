@@ -16,6 +16,14 @@ class OrderStatus(StrEnum):
     FAILURE = "FAILURE"
 
 
+class CancelStatus(StrEnum):
+    """Where a cancel stands (SPEC §8): asked and not yet answered for, or its outcome."""
+
+    PENDING = "PENDING"
+    CANCELED = "CANCELED"  # the exchange canceled it, or confirmed it never booked it
+    REFUSED = "REFUSED"  # the exchange filled or ended it first
+
+
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"

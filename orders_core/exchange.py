@@ -1,4 +1,4 @@
-"""Our client of the exchange's HTTP API: place and look up orders, each answer classified.
+"""Our client of the exchange's HTTP API: place, look up and cancel orders, each answer classified.
 
 Classification follows SPEC §2 step 4: 201/409 accepted; 400 refused (final); 408 its deadline
 passed and nothing was booked; 503, other 5xx, timeouts and broken connections: outcome unknown.
@@ -28,6 +28,13 @@ class Found(StrEnum):
     ERROR = "error"
 
 
+class Cancelled(StrEnum):
+    CANCELED = "canceled"  # 200: the exchange canceled the order it held
+    TERMINAL = "terminal"  # 409: it holds the order, already ended (filled, canceled, expired...)
+    ABSENT = "absent"  # its own 404: it holds no order with this id (when asked)
+    ERROR = "error"  # anything else: nothing known
+
+
 @dataclass(frozen=True)
 class PlaceResult:
     outcome: Placed
@@ -41,6 +48,13 @@ class LookupResult:
     outcome: Found
     detail: str
     order: ExchangeOrder | None = None
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    outcome: Cancelled
+    detail: str
+    order: ExchangeOrder | None = None  # as the exchange holds it (CANCELED, TERMINAL)
 
 
 def new_session(max_connections: int) -> aiohttp.ClientSession:
@@ -87,6 +101,30 @@ class ExchangeClient:
             return LookupResult(Found.ERROR, "exchange lookup timed out")
         except (aiohttp.ClientError, OSError, ValidationError) as exc:
             return LookupResult(Found.ERROR, f"exchange lookup error: {exc!r}")
+
+    async def cancel(self, client_order_id: str) -> CancelResult:
+        url = f"{self._base}/v1/orders/{client_order_id}"
+        try:
+            async with self._session.delete(url, timeout=self._timeout) as resp:
+                return _classify_cancel(resp.status, resp.content_type, await resp.read())
+        except TimeoutError:
+            return CancelResult(Cancelled.ERROR, "exchange cancel timed out")
+        except (aiohttp.ClientError, OSError) as exc:
+            return CancelResult(Cancelled.ERROR, f"exchange cancel error: {exc!r}")
+
+
+def _classify_cancel(status: int, content_type: str, raw: bytes) -> CancelResult:
+    detail = _describe(status, raw)
+    if status in (200, 409):
+        try:
+            order = ExchangeOrder.model_validate_json(raw)
+        except ValidationError:
+            return CancelResult(Cancelled.ERROR, f"exchange {status}: unreadable order body")
+        outcome = Cancelled.CANCELED if status == 200 else Cancelled.TERMINAL
+        return CancelResult(outcome, f"exchange {status}: {order.status}", order)
+    if status == 404 and _venue_error(content_type, raw):
+        return CancelResult(Cancelled.ABSENT, "not found")
+    return CancelResult(Cancelled.ERROR, detail)
 
 
 def _classify_placement(status: int, raw: bytes) -> PlaceResult:

@@ -19,6 +19,7 @@ Client = TestClient[web.Request, web.Application]
 ORDER_KEYS = {
     "id", "created_at", "type", "side", "instrument", "limit_price", "quantity", "status",
     "stock_market_order_status", "attempts", "last_error", "failed_at", "updated_at",
+    "filled_quantity", "cancel_requested_at", "cancel_status", "cancel_error",
 }  # fmt: skip
 
 

@@ -7,9 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orders_api.policy import Policy, after_lookup, after_placement
-from orders_core.domain import OrderStatus
-from orders_core.exchange import Found, LookupResult, Placed, PlaceResult
+from orders_api.policy import Policy, after_cancel, after_lookup, after_placement
+from orders_api.store import CancelOutcome
+from orders_core.domain import CancelStatus, OrderStatus
+from orders_core.exchange import (
+    Cancelled,
+    CancelResult,
+    Found,
+    LookupResult,
+    Placed,
+    PlaceResult,
+)
 from orders_core.wire import ExchangeOrder
 
 POLICY = Policy(timeout_s=2, base_s=1, cap_s=30, max_attempts=6, skew_s=1, lease_s=15)
@@ -139,3 +147,82 @@ def test_failed_lookups_back_off_exponentially_capped() -> None:
     out = after_lookup(lookup(Found.ABSENT), 1, DEADLINE, "e", failures, POLICY, NOW, NOW, rng)
     assert out is not None
     assert out.lookup_failures == 0
+
+
+# --- cancels (SPEC §8) ---------------------------------------------------------------------
+
+
+def cancelled(outcome: Cancelled, status: str | None = None) -> CancelResult:
+    order = (
+        None
+        if status is None
+        else ExchangeOrder(exchange_order_id="X-9", client_order_id="c", status=status)
+    )
+    return CancelResult(outcome, f"detail {outcome.value}", order)
+
+
+def cancel_after(
+    result: CancelResult, status: OrderStatus, pending: datetime | None, asked_at: datetime
+) -> CancelOutcome:
+    return after_cancel(result, status, pending, "before", 0, POLICY, asked_at, asked_at, RNG)
+
+
+@pytest.mark.parametrize("status", [OrderStatus.IN_PROGRESS, OrderStatus.SUCCESS])
+def test_a_cancel_the_exchange_did_is_canceled_and_the_order_was_booked(
+    status: OrderStatus,
+) -> None:
+    out = cancel_after(cancelled(Cancelled.CANCELED, "canceled"), status, DEADLINE, NOW)
+    assert (out.cancel_status, out.status, out.exchange_order_id) == ("CANCELED", "SUCCESS", "X-9")
+    assert out.next_attempt_at is None
+    assert out.pending_deadline is None
+
+
+@pytest.mark.parametrize(
+    ("held", "cancel_status", "error"),
+    [("filled", "REFUSED", "the order is filled"), ("expired", "REFUSED", "the order is expired"),
+     ("canceled", "CANCELED", None)],
+)  # fmt: skip
+def test_an_order_ended_on_the_exchange_is_refused_unless_canceled(
+    held: str, cancel_status: str, error: str | None
+) -> None:
+    out = cancel_after(cancelled(Cancelled.TERMINAL, held), OrderStatus.SUCCESS, None, NOW)
+    assert (out.cancel_status, out.cancel_error, out.status) == (cancel_status, error, "SUCCESS")
+
+
+def test_not_found_before_the_pending_deadline_confirms_nothing() -> None:
+    # A placement request may still be in flight: asking again once it cannot book any more.
+    asked = SETTLED - timedelta(milliseconds=1)
+    out = cancel_after(cancelled(Cancelled.ABSENT), OrderStatus.IN_PROGRESS, DEADLINE, asked)
+    assert out.cancel_status is CancelStatus.PENDING
+    assert out.status is OrderStatus.IN_PROGRESS
+    assert out.next_attempt_at == SETTLED
+    assert out.pending_deadline == DEADLINE
+
+
+def test_not_found_after_the_deadline_is_canceled_before_placement() -> None:
+    out = cancel_after(cancelled(Cancelled.ABSENT), OrderStatus.IN_PROGRESS, DEADLINE, SETTLED)
+    assert (out.cancel_status, out.status) == ("CANCELED", "FAILURE")
+    assert out.last_error == "canceled before placement"
+    assert out.next_attempt_at is None
+    assert out.pending_deadline is None
+
+
+def test_not_found_for_a_booked_order_is_refused_not_claimed_canceled() -> None:
+    out = cancel_after(cancelled(Cancelled.ABSENT), OrderStatus.SUCCESS, None, NOW)
+    assert (out.cancel_status, out.status) == ("REFUSED", "SUCCESS")
+    assert out.cancel_error == "the exchange no longer holds the order"
+
+
+def test_a_failed_cancel_request_stays_pending_and_backs_off() -> None:
+    failures = []
+    for attempts in range(12):
+        out = after_cancel(
+            cancelled(Cancelled.ERROR), OrderStatus.IN_PROGRESS, DEADLINE, None, attempts,
+            POLICY, NOW, NOW, RNG,
+        )  # fmt: skip
+        assert out.cancel_status is CancelStatus.PENDING
+        assert out.pending_deadline == DEADLINE  # still owed its lookup past the deadline
+        assert out.next_attempt_at is not None
+        failures.append((out.next_attempt_at - NOW).total_seconds())
+    assert max(failures) <= POLICY.cap_s
+    assert all(f >= 0 for f in failures)
