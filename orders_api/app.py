@@ -11,7 +11,17 @@ from aiohttp import web
 
 from orders_api.auth import authenticate
 from orders_api.keyring import Keyring
-from orders_api.keys import HTTP, INSTANCE, KEYRING, PLACER, POOL, RETRIER, SCHEDULER, SETTINGS
+from orders_api.keys import (
+    HTTP,
+    HUB,
+    INSTANCE,
+    KEYRING,
+    PLACER,
+    POOL,
+    RETRIER,
+    SCHEDULER,
+    SETTINGS,
+)
 from orders_api.placement import Placer
 from orders_api.policy import Policy
 from orders_api.ratelimit import rate_limit
@@ -19,6 +29,8 @@ from orders_api.requests import MAX_BODY_BYTES
 from orders_api.retrier import Retrier
 from orders_api.routes import setup_routes
 from orders_api.settings import ApiSettings
+from orders_api.updates import Hub
+from orders_core.db import direct_database_url
 from orders_core.exchange import ExchangeClient, new_session
 from orders_core.web import pool_context, request_context, running
 
@@ -57,6 +69,22 @@ async def _retries(app: web.Application) -> AsyncIterator[None]:
     await retrier.release()
 
 
+async def _updates(app: web.Application) -> AsyncIterator[None]:
+    """The update log's sequencer and this instance's LISTEN (SPEC §9); streams end first."""
+    settings = app[SETTINGS]
+    app[HUB] = hub = Hub()
+    listen = hub.listen(
+        direct_database_url(settings), settings.updates_poll_s, settings.db_acquire_timeout_s
+    )
+    sequencer = hub.sequence_forever(app[POOL], settings.updates_sequence_interval_s)
+    async with running(listen, "updates-listen"), running(sequencer, "updates-sequencer"):
+        yield
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[HUB].stop()
+
+
 def create_app(settings: ApiSettings) -> web.Application:
     # request_context first: it renders what the others and the handlers raise. rate_limit
     # after authenticate: only a proven key spends its tokens.
@@ -66,6 +94,7 @@ def create_app(settings: ApiSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[INSTANCE] = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-    app.cleanup_ctx.extend([pool_context(SETTINGS, POOL), _keys, _exchange, _retries])
+    app.cleanup_ctx.extend([pool_context(SETTINGS, POOL), _keys, _exchange, _retries, _updates])
+    app.on_shutdown.append(_end_streams)
     setup_routes(app)
     return app

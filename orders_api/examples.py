@@ -18,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from orders_api.docs import DocsFile
 from orders_api.requests import TOO_LARGE
-from orders_api.schemas import CreateOrderHeaders, CreateOrderModel, OrderPath, OrdersQuery
+from orders_api.schemas import (
+    CreateOrderHeaders,
+    CreateOrderModel,
+    OrderPath,
+    OrdersQuery,
+    UpdatesQuery,
+)
 from orders_core import cursor
 from orders_core.errors import validation_errors
 
@@ -165,6 +171,10 @@ ERRORS: dict[int, list[tuple[str, str, str, Callable[[], Example]]]] = {
          lambda: _bad_parameter("path", OrderPath, {"id": "42"})),
         ("OrdersQuery", "bad_limit", "limit out of range",
          lambda: _bad_parameter("query", OrdersQuery, {"limit": "0"})),
+        ("UpdatesQuery", "bad_cursor", "a cursor that is not a whole number",
+         lambda: _bad_parameter("query", UpdatesQuery, {"after": "abc"})),
+        ("UpdatesQuery", "unknown_cursor", "a cursor no stream has sent yet",
+         lambda: {"message": "No event 90210 yet: resume from an id this stream sent"}),
         ("DocsFile", "no_such_file", "not a file of the docs page",
          lambda: _bad_parameter("path", DocsFile, {"file": "index.html"})),
     ],
@@ -180,6 +190,9 @@ ERRORS: dict[int, list[tuple[str, str, str, Callable[[], Example]]]] = {
            lambda: {"message": "Order not found"})],
     409: [("any", "in_flight", "the first request with this key is still being placed",
            lambda: {"message": "A request with this Idempotency-Key is still in progress"})],
+    410: [("UpdatesQuery", "purged", "the cursor is older than the update log keeps",
+           lambda: {"message": "Events up to 5120 were purged (retention): read the orders "
+                               "with GET /orders, then open the stream without a cursor"})],
     413: [("any", "too_large", "body over 64 KiB", lambda: {"message": TOO_LARGE})],
     415: [("any", "not_json", "Content-Type is not JSON",
            lambda: {"message": "Content-Type must be application/json"})],

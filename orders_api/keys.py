@@ -10,6 +10,7 @@ from orders_api.keyring import Keyring
 from orders_api.placement import Placer
 from orders_api.retrier import Retrier
 from orders_api.settings import ApiSettings
+from orders_api.updates import Hub
 from orders_core.apikeys import Principal
 from orders_core.db import Pool
 
@@ -21,4 +22,5 @@ SCHEDULER = web.AppKey("scheduler", aiojobs.Scheduler)
 RETRIER = web.AppKey("retrier", Retrier)
 INSTANCE = web.AppKey("instance", str)
 KEYRING = web.AppKey("keyring", Keyring)
+HUB = web.AppKey("hub", Hub)
 PRINCIPAL = web.RequestKey("principal", Principal)

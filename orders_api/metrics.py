@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from orders_core.domain import CancelStatus, OrderStatus
 from orders_core.exchange import Cancelled, Found, Placed, PlaceResult
@@ -46,6 +46,31 @@ CANCEL_REQUESTS = Counter(
 CANCELS = Counter(
     "orders_cancels_total", "Cancels that reached their outcome, by outcome", ["outcome"]
 )
+UPDATE_STREAMS = Gauge("orders_update_streams", "GET /orders/updates streams open in this process")
+UPDATE_EVENTS_SENT = Counter("orders_update_events_sent_total", "Order updates sent to streams")
+UPDATE_STREAM_ENDS = Counter(
+    "orders_update_stream_ends_total",
+    "Update streams ended, by why: client (went away), slow (took no write within "
+    "SSE_SEND_TIMEOUT_S), database (the log could not be read), shutdown",
+    ["reason"],
+)
+UPDATE_DELIVERY = Histogram(
+    "orders_update_delivery_seconds",
+    "From a change's commit-time write to its event sent on a stream (stream lag)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+UPDATES_SEQUENCED = Counter(
+    "orders_updates_sequenced_total", "Order updates given their cursor by this process"
+)
+UPDATES_SEQUENCE_DELAY = Histogram(
+    "orders_updates_sequence_delay_seconds",
+    "Age of the oldest update in each batch numbered (write to cursor)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+UPDATES_SEQUENCER_ERRORS = Counter(
+    "orders_updates_sequencer_errors_total", "Numbering runs that failed (database unreachable)"
+)
+STREAM_END_REASONS = ("client", "slow", "database", "shutdown")
 
 for _outcome in ATTEMPT_OUTCOMES:
     PLACEMENT_ATTEMPTS.labels(_outcome)
@@ -57,6 +82,8 @@ for _cancelled in Cancelled:
     CANCEL_REQUESTS.labels(_cancelled.value)
 for _final in (CancelStatus.CANCELED, CancelStatus.REFUSED):
     CANCELS.labels(_final.value)
+for _reason in STREAM_END_REASONS:
+    UPDATE_STREAM_ENDS.labels(_reason)
 
 
 def attempt_outcome(result: PlaceResult) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orders_api import docs, handlers
+from orders_api import docs, handlers, streams
 from orders_api.keys import POOL
 from orders_api.openapi import Endpoint, build
 from orders_api.schemas import (
@@ -51,6 +51,20 @@ ENDPOINTS = [
         handlers.list_orders,
         "List orders, newest first",
         {200: (OrdersPage, "one page"), 400: (ErrorModel, "bad query parameter")},
+    ),
+    Endpoint(
+        "GET",
+        "/orders/updates",
+        streams.order_updates,
+        "The account's order changes as they commit (Server-Sent Events): each placement "
+        "status, cancel status, exchange status or fill is one `event: order` whose `id` is a "
+        "cursor; Last-Event-ID (or ?after=) resumes right after it, nothing missed or repeated",
+        {
+            200: (None, "text/event-stream: `id: <cursor>`, `event: order`, `data: <order>`"),
+            400: (ErrorModel, "a cursor that is not a whole number, or that was never sent"),
+            410: (ErrorModel, "the cursor is older than the log keeps (retention)"),
+        },
+        media_type="text/event-stream",
     ),
     Endpoint(
         "GET",

@@ -33,7 +33,7 @@ from orders_core.domain import (
     OrderType,
     Side,
 )
-from orders_core.params import PageQuery, Params, Uuid
+from orders_core.params import PageQuery, Params, QueryInt, Uuid
 
 # A decimal string as a person writes one: ASCII digits, at most 16 before the point (what
 # numeric(18, 2) holds) and 2 after. Not `_`, spaces, `+`, exponents or other scripts' digits,
@@ -272,6 +272,26 @@ class OrderPath(Params):
 class OrdersQuery(PageQuery):
     status: OrderStatus | None = Field(
         default=None, description="only orders in this placement status"
+    )
+
+
+class UpdatesQuery(Params):
+    after: QueryInt | None = Field(
+        default=None,
+        ge=0,
+        description="resume right after this event id (as Last-Event-ID, which wins when both "
+        "are given); without either, the stream starts with the next change",
+    )
+
+
+class UpdatesHeaders(Params):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    last_event_id: QueryInt | None = Field(
+        default=None,
+        ge=0,
+        alias="Last-Event-ID",
+        description="the id of the last event received: the stream resumes right after it",
     )
 
 

@@ -38,6 +38,21 @@ class ApiSettings(Settings):
     rate_limit_burst: int = Field(
         default=400, ge=1, description="requests per API key beyond the rate (bucket size)"
     )
+    # Live updates (SPEC §9).
+    sse_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="a comment line on idle update streams this often"
+    )
+    sse_send_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="an update stream whose client takes no write this long ends",
+    )
+    updates_poll_s: float = Field(
+        default=1.0, gt=0, description="update streams look at the log this often without a NOTIFY"
+    )
+    updates_sequence_interval_s: float = Field(
+        default=0.05, gt=0, description="how often committed updates are given their cursor"
+    )
 
     @model_validator(mode="after")
     def _lease_outlives_an_attempt(self) -> Self:
