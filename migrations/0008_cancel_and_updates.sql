@@ -124,3 +124,34 @@ CREATE TRIGGER exchange_status_update_log_insert AFTER INSERT ON exchange_order_
 CREATE TRIGGER exchange_status_update_log_update AFTER UPDATE ON exchange_order_status
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION order_updates_from_exchange_update();
+
+-- orders_failed_total (the `entered` count of FAILURE) counts orders that failed to be placed:
+-- a client's cancel that ends an order FAILURE before placement (cancel_status set) is no
+-- failure to page about. orders_by_status still counts every order where it is.
+CREATE OR REPLACE FUNCTION orders_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE orders_status_counts AS c
+       SET orders = c.orders + d.delta, entered = c.entered + d.arrived
+      FROM (SELECT v.status, sum(v.delta) AS delta, sum(v.arrived) AS arrived
+              FROM new_rows AS n JOIN old_rows AS o USING (id),
+                   LATERAL (VALUES (n.status, 1, CASE WHEN n.status = 'FAILURE'
+                                                       AND n.cancel_status IS NOT NULL
+                                                      THEN 0 ELSE 1 END),
+                                   (o.status, -1, 0)) AS v (status, delta, arrived)
+             WHERE n.status <> o.status
+             GROUP BY v.status) AS d
+     WHERE c.status = d.status AND c.shard = pg_backend_pid() % 16;
+    RETURN NULL;
+END $$;
+
+-- The tracker reports cancels stuck PENDING (TRACKER_CANCEL_STUCK_AFTER_S), once each.
+ALTER TABLE tracker_reports DROP CONSTRAINT tracker_reports_kind_check;
+ALTER TABLE tracker_reports ADD CONSTRAINT tracker_reports_kind_check
+    CHECK (kind IN ('failure', 'stuck', 'cancel_stuck'));
+ALTER TABLE tracker_watermarks DROP CONSTRAINT tracker_watermarks_kind_check;
+ALTER TABLE tracker_watermarks ADD CONSTRAINT tracker_watermarks_kind_check
+    CHECK (kind IN ('failure', 'stuck', 'cancel_stuck'));
+INSERT INTO tracker_watermarks (kind) VALUES ('cancel_stuck');
+
+-- Retention of the update log walks it by `at`.
+CREATE INDEX order_updates_at_idx ON order_updates (at) WHERE seq IS NOT NULL;

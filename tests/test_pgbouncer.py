@@ -21,6 +21,7 @@ from tests.helpers import LIMIT, MARKET, SystemSettings, eventually, fast_settin
 from tests.pgbouncer import PgBouncer, require_pgbouncer
 from tests.procs import ApiProcess, ListenerProcess, TrackerProcess
 from tests.sim import SimProcess
+from tests.sse import SseReader
 
 ORDERS = 240
 LISTENER_LOCK = 0x6F72646572735F6C
@@ -150,3 +151,39 @@ async def test_a_killed_leader_is_replaced_and_there_are_never_two(
     finally:
         for proc in [*listeners, *trackers]:
             await proc.stop()
+
+
+async def test_cancels_and_live_updates_work_through_pgbouncer(
+    db_url: str, db: asyncpg.Connection, bouncer: PgBouncer, exchange: SimProcess
+) -> None:
+    # SPEC §8, §9 through a transaction pooler: the sequencer's lock is transaction-level, LISTEN
+    # is on the direct connection. A change made on one instance streams from the other.
+    await exchange.configure(fill_delay_ms=600_000, limit_expiry_ms=600_000)
+    settings = _settings(db_url, bouncer, exchange)
+    placing, serving = [await ApiProcess.start(settings) for _ in range(2)]
+    try:
+        async with (
+            aiohttp.ClientSession(headers=placing.headers) as http,
+            http.get(f"{serving.url}/orders/updates") as resp,
+        ):
+            assert resp.status == 200
+            events = SseReader(resp)
+            async with http.post(f"{placing.url}/orders", json=LIMIT) as created:
+                order = await created.json()
+            async with http.delete(f"{placing.url}/orders/{order['id']}") as asked:
+                assert asked.status == 202
+            got = await events.until(
+                lambda es: es and es[-1].order["cancel_status"] == "CANCELED", timeout_s=30
+            )
+        assert [(e.order["status"], e.order["cancel_status"]) for e in got] == [
+            ("IN PROGRESS", None),
+            ("SUCCESS", None),
+            ("SUCCESS", "PENDING"),
+            ("SUCCESS", "CANCELED"),
+        ]
+        assert (await exchange.ledger())[order["id"]]["status"] == "canceled"
+        errors = [ln for p in (placing, serving) for ln in p.lines() if ln.get("level") == "ERROR"]
+        assert errors == []
+    finally:
+        await placing.stop()
+        await serving.stop()

@@ -10,7 +10,7 @@ import asyncpg
 
 from orders_core.db import create_pool
 from tests.api_fixtures import ApiFactory
-from tests.helpers import MARKET, fast_settings
+from tests.helpers import MARKET, eventually, fast_settings
 from tracker import retention
 
 NOW = datetime.now(UTC)
@@ -34,6 +34,17 @@ async def test_each_kind_is_purged_past_its_window_and_only_then(
         for i in range(2)
     ]
     await db.execute("UPDATE orders SET created_at = $2 WHERE id = $1::uuid", keyed[0]["id"], OLD)
+    # The first order's updates (the live streams' log) are old; the second's are not.
+    await eventually(
+        lambda: db.fetchval("SELECT count(*) FROM order_updates WHERE seq IS NULL"),
+        lambda n: n == 0,
+    )
+    aged = await db.fetch(
+        "UPDATE order_updates SET at = $2 WHERE order_id = $1::uuid RETURNING seq",
+        keyed[0]["id"],
+        OLD,
+    )
+    assert aged
     for seq, at in ((1, OLD), (2, NOW)):
         await db.execute(EVENT, seq, uuid.uuid4(), at)
     owed, delivered, silent, recent = (uuid.uuid4() for _ in range(4))
@@ -44,7 +55,7 @@ async def test_each_kind_is_purged_past_its_window_and_only_then(
 
     settings = fast_settings(
         db_url, "http://127.0.0.1:9", events_retention_days=30, reports_retention_days=30,
-        idempotency_retention_days=30,
+        idempotency_retention_days=30, updates_retention_days=30,
     )  # fmt: skip
     pool = await create_pool(db_url, settings)
     try:
@@ -53,11 +64,20 @@ async def test_each_kind_is_purged_past_its_window_and_only_then(
     finally:
         await pool.close()
 
-    assert purged == {"exchange_events": 1, "tracker_reports": 2, "idempotency_keys": 1}
+    assert purged == {
+        "exchange_events": 1, "tracker_reports": 2, "idempotency_keys": 1,
+        "order_updates": len(aged),
+    }  # fmt: skip
     assert set(again.values()) == {0}
     assert [r["seq"] for r in await db.fetch("SELECT seq FROM exchange_events")] == [2]
     kept = {r["order_id"] for r in await db.fetch("SELECT order_id FROM tracker_reports")}
     assert kept == {owed, recent}
+    left = {r["order_id"] for r in await db.fetch("SELECT order_id::text FROM order_updates")}
+    assert left == {keyed[1]["id"]}
+    horizon = await db.fetchval("SELECT purged_through FROM order_updates_horizon")
+    assert horizon == max(r["seq"] for r in aged)
+    resumed = await api.get(f"/orders/updates?after={horizon - 1}")
+    assert resumed.status == 410
     rows = await db.fetch("SELECT id::text AS id, idempotency_key FROM orders")
     keys = {r["id"]: r["idempotency_key"] for r in rows}
     assert keys == {keyed[0]["id"]: None, keyed[1]["id"]: "k1"}  # the order itself stays

@@ -253,3 +253,45 @@ async def test_two_trackers_one_leads_and_the_other_takes_over(
     await eventually(lambda: asyncio.sleep(0, follower.app[REPORTER].leading), bool)
     await _insert(db, "FAILURE", 2, T0 + timedelta(minutes=1))
     await eventually(lambda: db.fetchval("SELECT count(*) FROM tracker_reports"), lambda n: n == 5)
+
+
+async def test_cancels_pending_are_measured_and_stuck_ones_reported_once(
+    db_url: str, db: asyncpg.Connection, aiohttp_client: AiohttpClient
+) -> None:
+    # SPEC §8: a cancel PENDING past TRACKER_CANCEL_STUCK_AFTER_S is reported once (log and
+    # webhook); a cancel that ended an order FAILURE before placement is not a placement failure.
+    hook = WebhookReceiver()
+    await hook.start()
+    try:
+        await _insert(db, "SUCCESS", 3)
+        await _insert(db, "FAILURE", 1)
+        await _insert(db, "IN PROGRESS", 1)
+        ids = [r["id"] for r in await db.fetch("SELECT id FROM orders WHERE status = 'SUCCESS'")]
+        asked = [datetime.now(UTC) - timedelta(seconds=s) for s in (100, 30, 1)]
+        for order_id, at in zip(ids, asked, strict=True):
+            await db.execute(
+                "UPDATE orders SET cancel_status = 'PENDING', cancel_requested_at = $2, "
+                "next_attempt_at = now() WHERE id = $1",
+                order_id,
+                at,
+            )
+        await db.execute(
+            "UPDATE orders SET status = 'FAILURE', failed_at = now(), next_attempt_at = NULL, "
+            "cancel_status = 'CANCELED', cancel_requested_at = now(), "
+            "last_error = 'canceled before placement' WHERE status = 'IN PROGRESS'"
+        )
+        tracker = await _tracker(
+            aiohttp_client, db_url, tracker_cancel_stuck_after_s=10, tracker_webhook_url=hook.url
+        )
+        reported = await eventually(
+            lambda: asyncio.sleep(0, hook.order_ids("cancel_stuck")), lambda c: len(c) == 2
+        )
+        m = _samples(await (await tracker.get("/metrics")).text())
+    finally:
+        await hook.stop()
+    assert set(reported) == {str(i) for i in ids[:2]}  # not the one asked a second ago
+    assert m["orders_cancels_pending"] == 3
+    assert 90 <= m["orders_cancel_pending_oldest_age_seconds"] < 200
+    assert m["orders_by_status{status=FAILURE}"] == 2
+    assert m["orders_failed_total"] == 1  # the canceled one is not counted
+    assert m["tracker_reports_total{kind=cancel_stuck}"] == 2

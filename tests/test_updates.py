@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -18,7 +19,8 @@ from orders_api import updates
 from orders_core.db import create_pool
 from tests.api_fixtures import ApiFactory
 from tests.helpers import LIMIT, MARKET, auth_headers, eventually, fast_settings
-from tests.sim import SimProcess
+from tests.procs import ApiProcess
+from tests.sim import SimProcess, wait_exit
 from tests.sse import Event, SseReader
 
 Client = TestClient[web.Request, web.Application]
@@ -284,3 +286,34 @@ async def test_no_update_is_lost_or_repeated_under_concurrent_writers_and_sequen
         fills = [f for _, o, f in seen if o == order_id and f is not None]
         assert fills == sorted(fills)
         assert len(fills) == len(set(fills))  # each change once, in commit order
+
+
+async def test_a_clean_stop_ends_open_streams_and_the_client_resumes_elsewhere(
+    db_url: str, exchange: SimProcess, db: asyncpg.Connection
+) -> None:
+    settings = fast_settings(db_url, exchange.url)
+    first = await ApiProcess.start(settings)
+    try:
+        async with aiohttp.ClientSession(headers=first.headers) as http:
+            async with http.get(f"{first.url}/orders/updates") as resp:
+                events = SseReader(resp)
+                async with http.post(f"{first.url}/orders", json=MARKET) as created:
+                    order = await created.json()
+                seen = await events.take(2)
+                first.proc.terminate()  # SIGTERM: the stream ends, the process exits cleanly
+                try:
+                    while True:
+                        await events.next(timeout_s=20)
+                except EOFError:
+                    pass
+            assert await wait_exit(first.proc, 20) == 0
+            assert [e.order["id"] for e in seen] == [order["id"], order["id"]]
+            async with await ApiProcess.start(settings) as second:
+                async with http.post(f"{second.url}/orders", json=LIMIT) as created:
+                    later = await created.json()
+                resume = {"Last-Event-ID": seen[-1].id or ""}
+                async with http.get(f"{second.url}/orders/updates", headers=resume) as resp:
+                    got = await SseReader(resp).take(2)
+            assert [e.order["id"] for e in got] == [later["id"], later["id"]]
+    finally:
+        await first.stop()

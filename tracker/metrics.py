@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-REPORT_KINDS = ("failure", "stuck")
+REPORT_KINDS = ("failure", "stuck", "cancel_stuck")
 DELIVERY_OUTCOMES = ("delivered", "failed")
 
 REPORTS = Counter(
@@ -29,5 +29,5 @@ for _kind in REPORT_KINDS:
     REPORTS.labels(_kind)
 for _outcome in DELIVERY_OUTCOMES:
     WEBHOOK_DELIVERIES.labels(_outcome)
-for _purged in ("exchange_events", "tracker_reports", "idempotency_keys"):
+for _purged in ("exchange_events", "tracker_reports", "idempotency_keys", "order_updates"):
     PURGED.labels(_purged)

@@ -30,7 +30,11 @@ DELIVERY_BATCH = 50  # webhook POSTs in flight at once
 # its timestamp (failed_at and created_at are set by single-statement, autocommitted writes).
 MARGIN_S = 60.0
 
-MESSAGES = {"failure": "order failed", "stuck": "order stuck in progress"}
+MESSAGES = {
+    "failure": "order failed",
+    "stuck": "order stuck in progress",
+    "cancel_stuck": "cancel stuck pending",
+}
 
 
 class Reporter:
@@ -88,6 +92,8 @@ class Reporter:
             pass
         while await self._report_batch("stuck") == BATCH:
             pass
+        while await self._report_batch("cancel_stuck") == BATCH:
+            pass
         if self._webhook is not None:
             await self._deliver(self._webhook)
         if time.monotonic() >= self._next_purge:
@@ -102,9 +108,12 @@ class Reporter:
         async with conn.transaction():
             if kind == "failure":
                 rows = await store.report_failures(conn, MARGIN_S, BATCH, deliver)
-            else:
+            elif kind == "stuck":
                 stuck_after = self._settings.tracker_stuck_after_s
                 rows = await store.report_stuck(conn, MARGIN_S, BATCH, deliver, stuck_after)
+            else:
+                stuck_after = self._settings.tracker_cancel_stuck_after_s
+                rows = await store.report_cancel_stuck(conn, MARGIN_S, BATCH, deliver, stuck_after)
             self._log_reports(kind, rows)
         return len(rows)
 

@@ -6,7 +6,10 @@ window (`*_RETENTION_DAYS`), then purged by the leading tracker in small batches
 - a report older than REPORTS_RETENTION_DAYS is deleted once it owes no webhook delivery (the
   report scans start from their watermark, so an old order is never reported again);
 - an Idempotency-Key older than IDEMPOTENCY_RETENTION_DAYS is forgotten: the order stays, and a
-  request repeating that key is a new order.
+  request repeating that key is a new order;
+- order updates (the live streams' log) older than UPDATES_RETENTION_DAYS are deleted, oldest
+  cursors first, and the cursor purged through is recorded: a stream resuming from before it is
+  told (410) rather than silently missing events.
 """
 
 from __future__ import annotations
@@ -40,10 +43,24 @@ UPDATE orders SET idempotency_key = NULL, request_hash = NULL
        AND created_at < statement_timestamp() - make_interval(days => $1)
      ORDER BY created_at LIMIT $2))"""
 
+# The statement's own count is the DELETE's; the horizon moves in the same transaction.
+PURGE_UPDATES = """
+WITH doomed AS (
+    SELECT id, seq FROM order_updates
+     WHERE seq IS NOT NULL AND at < statement_timestamp() - make_interval(days => $1)
+     ORDER BY at LIMIT $2
+), moved AS (
+    UPDATE order_updates_horizon
+       SET purged_through = greatest(purged_through, (SELECT max(seq) FROM doomed))
+     WHERE EXISTS (SELECT 1 FROM doomed)
+)
+DELETE FROM order_updates WHERE id IN (SELECT id FROM doomed)"""
+
 PURGES = {
     "exchange_events": (PURGE_EVENTS, "events_retention_days"),
     "tracker_reports": (PURGE_REPORTS, "reports_retention_days"),
     "idempotency_keys": (FORGET_KEYS, "idempotency_retention_days"),
+    "order_updates": (PURGE_UPDATES, "updates_retention_days"),
 }
 
 

@@ -12,6 +12,9 @@ class TrackerSettings(Settings):
 
     tracker_webhook_url: str | None = None
     tracker_stuck_after_s: float = Field(default=300.0, gt=0)
+    tracker_cancel_stuck_after_s: float = Field(
+        default=60.0, gt=0, description="a cancel PENDING longer than this is reported"
+    )
     tracker_poll_interval_s: float = Field(
         default=1.0, gt=0, description="how often the tracker looks for new failures"
     )
@@ -30,6 +33,9 @@ class TrackerSettings(Settings):
     )
     idempotency_retention_days: int = Field(
         default=30, ge=1, description="how long an Idempotency-Key keeps its order"
+    )
+    updates_retention_days: int = Field(
+        default=7, ge=1, description="how long the order update log (GET /orders/updates) is kept"
     )
     retention_interval_s: float = Field(
         default=3600.0, gt=0, description="how often the leading tracker purges"

@@ -55,6 +55,15 @@ REPORT_STUCK = _REPORT.format(
     " AND o.created_at < statement_timestamp() - make_interval(secs => $4)",
 )
 
+# A cancel asked longer ago than TRACKER_CANCEL_STUCK_AFTER_S and still PENDING: the exchange
+# has not answered for it (down, or refusing our requests).
+REPORT_CANCEL_STUCK = _REPORT.format(
+    kind="cancel_stuck",
+    ts="cancel_requested_at",
+    where="o.cancel_status = 'PENDING'"
+    " AND o.cancel_requested_at < statement_timestamp() - make_interval(secs => $4)",
+)
+
 DUE_DELIVERIES = f"""
 SELECT r.kind, r.webhook_attempts, {FAILURE_COLUMNS}
   FROM tracker_reports AS r JOIN orders AS o ON o.id = r.order_id
@@ -101,6 +110,13 @@ async def report_stuck(
 ) -> list[asyncpg.Record]:
     """Claim up to `limit` orders IN PROGRESS for longer than `stuck_after_s`, not yet reported."""
     return await conn.fetch(REPORT_STUCK, margin_s, limit, deliver, stuck_after_s)
+
+
+async def report_cancel_stuck(
+    conn: Db, margin_s: float, limit: int, deliver: bool, stuck_after_s: float
+) -> list[asyncpg.Record]:
+    """Claim up to `limit` cancels PENDING for longer than `stuck_after_s`, not yet reported."""
+    return await conn.fetch(REPORT_CANCEL_STUCK, margin_s, limit, deliver, stuck_after_s)
 
 
 async def due_deliveries(pool: Db, limit: int) -> list[asyncpg.Record]:

@@ -25,7 +25,11 @@ SELECT status, sum(orders)::bigint AS orders, sum(entered)::bigint AS entered,
        (SELECT count(*) FROM (SELECT 1 FROM orders
                                WHERE status = 'IN PROGRESS' AND next_attempt_at IS NOT NULL
                                LIMIT {RETRIES_PENDING_CAP}) AS p) AS retries_pending,
-       (SELECT greatest(exchange_seq - seq, 0) FROM exchange_stream_position) AS stream_lag
+       (SELECT greatest(exchange_seq - seq, 0) FROM exchange_stream_position) AS stream_lag,
+       (SELECT count(*) FROM (SELECT 1 FROM orders WHERE cancel_status = 'PENDING'
+                               LIMIT {RETRIES_PENDING_CAP}) AS c) AS cancels_pending,
+       (SELECT extract(epoch FROM clock_timestamp() - min(cancel_requested_at))::float8
+          FROM orders WHERE cancel_status = 'PENDING') AS oldest_cancel_s
   FROM orders_status_counts
  GROUP BY status"""
 
@@ -37,6 +41,8 @@ class Snapshot:
     oldest_in_progress_age_s: float
     retries_pending: int
     stream_lag_events: int
+    cancels_pending: int
+    oldest_cancel_pending_age_s: float
 
 
 async def read_snapshot(pool: Pool) -> Snapshot:
@@ -50,6 +56,8 @@ async def read_snapshot(pool: Pool) -> Snapshot:
         oldest_in_progress_age_s=max(first["oldest_age_s"] or 0.0, 0.0) if first else 0.0,
         retries_pending=first["retries_pending"] if first else 0,
         stream_lag_events=(first["stream_lag"] or 0) if first else 0,
+        cancels_pending=first["cancels_pending"] if first else 0,
+        oldest_cancel_pending_age_s=max(first["oldest_cancel_s"] or 0.0, 0.0) if first else 0.0,
     )
 
 
@@ -79,6 +87,16 @@ class SnapshotCollector(Collector):
             "orders_retries_pending",
             f"Orders IN PROGRESS with a retry scheduled (counted up to {RETRIES_PENDING_CAP})",
             value=s.retries_pending,
+        )
+        yield GaugeMetricFamily(
+            "orders_cancels_pending",
+            f"Orders whose cancel is PENDING (counted up to {RETRIES_PENDING_CAP})",
+            value=s.cancels_pending,
+        )
+        yield GaugeMetricFamily(
+            "orders_cancel_pending_oldest_age_seconds",
+            "Age of the oldest cancel still PENDING (0 when none is)",
+            value=s.oldest_cancel_pending_age_s,
         )
         yield GaugeMetricFamily(
             "exchange_stream_lag_events",
