@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from chaos.leaders import LeaderWatch, RoleRecord
 from chaos.stack import Stack
 from chaos.workload import Sent
 from orders_core.db import DB_ERRORS
@@ -111,6 +112,8 @@ class Evidence:
     exchange_seq: int
     max_attempts: int
     crashes: dict[str, int] = field(default_factory=dict)  # "<service>: <mark>" -> lines
+    leaders: dict[str, RoleRecord] = field(default_factory=dict)  # role -> what pg_locks showed
+    leader_samples: int = 0
 
 
 @dataclass
@@ -154,7 +157,9 @@ async def _look(stack: Stack, t0: float) -> Quiet:
     )
 
 
-async def collect(stack: Stack, sent: list[Sent], watcher: Watcher) -> Evidence:
+async def collect(
+    stack: Stack, sent: list[Sent], watcher: Watcher, leaders: LeaderWatch
+) -> Evidence:
     conn = await asyncpg.connect(stack.pg.dsn, timeout=10)
     try:
         orders = {r["id"]: dict(r) for r in await conn.fetch(ORDERS)}
@@ -183,6 +188,8 @@ async def collect(stack: Stack, sent: list[Sent], watcher: Watcher) -> Evidence:
         exchange_seq=(await stack.sim_call("GET", LATEST))["seq"],
         max_attempts=1 + int(stack.profile.api["max_retries"]),
         crashes=crashes(stack),
+        leaders=leaders.roles,
+        leader_samples=leaders.samples,
     )
 
 

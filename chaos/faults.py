@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaos.leaders import leader_of
 from chaos.profiles import LISTENER, Profile
 from chaos.stack import Stack
+
+LEADER_WAIT_S = 15.0  # longest a leader kill waits for a leader to kill
 
 
 @dataclass
@@ -33,15 +37,21 @@ class Fault:
     error: str | None = None
 
     @property
+    def targeted(self) -> bool:
+        """Whether it strikes instance `target` (a leader kill finds its own as it strikes)."""
+        leader_kill = self.kind.endswith("_leader_kill")
+        return self.kind.startswith(("api_", "listener_")) and not leader_kill
+
+    @property
     def resource(self) -> str:
-        if self.kind.startswith(("api_", "listener_")):
+        if self.targeted:
             return f"{self.kind.split('_')[0]}{self.target}"
         if self.kind.startswith("db_"):
             return "db"
         return self.kind
 
     def describe(self) -> str:
-        target = f" #{self.target}" if self.kind.startswith(("api_", "listener_")) else ""
+        target = f" #{self.target}" if self.targeted else ""
         params = " ".join(f"{k}={_short(v)}" for k, v in self.params.items())
         return f"{self.kind}{target} {params}".rstrip()
 
@@ -90,6 +100,9 @@ def _draw(kind: str, profile: Profile, rng: random.Random) -> tuple[float, int, 
         params = {"times": rng.randint(1, 3)}
     elif kind == "stream_stall":
         duration = dead_after * rng.uniform(1.2, 2.0)
+    elif kind == "bouncer_restart":
+        params = {"how": rng.choice(["SIGTERM", "kill -9"])}
+        duration = rng.uniform(0.5, 3.0)
     return duration, target, params
 
 
@@ -195,8 +208,38 @@ class Injector:
             assert s.stream_link is not None
             s.stream_link.stall(d, 1.0, rng)
             await asyncio.sleep(d)
+        elif fault.kind == "bouncer_restart":
+            # SIGTERM is PgBouncer's immediate shutdown; kill -9 a crash. Back on its port.
+            assert s.bouncer is not None
+            s.bouncer_held = True
+            try:
+                await s.bouncer.halt(signal.SIGKILL if p["how"] == "kill -9" else signal.SIGTERM)
+                await asyncio.sleep(d)
+                if not s.bouncer.running:  # its supervisor may have, if it was at it
+                    await s.bouncer.start()
+            finally:
+                s.bouncer_held = False
+        elif fault.kind in ("listener_leader_kill", "tracker_leader_kill"):
+            fault.note = await self._kill_leader(fault.kind.split("_")[0], d)
         else:
             raise ValueError(f"unknown fault {fault.kind}")
+
+    async def _kill_leader(self, role: str, down_s: float) -> str:
+        """kill -9 of the process whose session holds the role's lock, started again after
+        `down_s`. Held like that instance's own faults (listener_kill), so that none restarts it
+        meanwhile; one that stopped leading while it waited for them is not the one to kill."""
+        for _ in range(3):
+            leader = await leader_of(self._stack, role, LEADER_WAIT_S)
+            if leader is None:
+                raise RuntimeError(f"no {role} led for {LEADER_WAIT_S:.0f}s")
+            async with self._locks.setdefault(leader.name, asyncio.Lock()):
+                if await leader_of(self._stack, role, 0) is not leader:
+                    continue
+                await leader.kill()
+                await asyncio.sleep(down_s)
+                await leader.start()
+                return f"killed {leader.name}"
+        raise RuntimeError(f"the {role} leader kept changing")
 
     async def _knobs(
         self, changes: dict[str, Any], duration_s: float, base: dict[str, Any]

@@ -41,6 +41,7 @@ def check(ev: Evidence, quiet: Quiet) -> list[Check]:
         no_backward_moves(ev),
         all_settled(ev, quiet),
         nothing_crashed(ev),
+        one_leader_per_role(ev),
     ]
 
 
@@ -214,4 +215,29 @@ def all_settled(ev: Evidence, quiet: Quiet) -> Check:
 def nothing_crashed(ev: Evidence) -> Check:
     c = Check("nothing crashed", "no job, request or loop failed unexpectedly, no process died")
     c.bad = [f"{what} x{n}" for what, n in sorted(ev.crashes.items())]
+    return c
+
+
+def one_leader_per_role(ev: Evidence) -> Check:
+    c = Check(
+        "one leader per role",
+        "pg_locks, sampled every 0.2 s: a role's lock held by at most one session, its own "
+        "process's, and never longer without a leader than its bound while one may lead",
+    )
+    if not ev.leader_samples:
+        c.bad.append("pg_locks never sampled")
+    notes = []
+    for r in ev.leaders.values():
+        c.bad += r.doubled + r.foreign
+        if r.longest_leaderless_s > r.bound_s:
+            c.bad.append(
+                f"{r.role}: no leader for {r.longest_leaderless_s:.1f}s from "
+                f"t={r.longest_leaderless_at} (bound {r.bound_s}s)"
+            )
+        notes.append(
+            f"{r.role}: {len(r.holders)} led, {r.handovers} handovers, longest without "
+            f"{r.longest_leaderless_s:.1f}s of {r.bound_s}s"
+            + (f", {r.orphaned} samples held by a dying process" if r.orphaned else "")
+        )
+    c.note = f"{ev.leader_samples} samples; " + "; ".join(notes)
     return c

@@ -1,5 +1,6 @@
-"""`python -m chaos.planted <bug>`: the API process (orders_api's own main) with a bug planted by
-monkeypatching, to prove that the chaos suite catches it. No switch lives in production code.
+"""`python -m chaos.planted <bug> [<service package>]`: a service's process (the API's unless
+said, its own main) with a bug planted by monkeypatching, to prove that the chaos suite catches
+it. No switch lives in production code. `PLANTED_IN` says which services' processes run it.
 
 - `no-lookup`: a retry places the order again without asking the exchange first whether the
   earlier, unanswered request booked it (finding 2's cause in the seed's design).
@@ -10,18 +11,29 @@ monkeypatching, to prove that the chaos suite catches it. No switch lives in pro
 - `lookup-at-arrival`: a lookup's "not found" is judged by when its answer arrived rather than
   when it was asked, and an attempt leaves its order due at once rather than after its deadline,
   as before issue 9's fix (finding 2; each half alone is masked by the other).
+- `leadership-through-pooler` (listeners and trackers): the leaders take their session lock on
+  DATABASE_URL, the transaction pooler, instead of DATABASE_DIRECT_URL, and without the session's
+  keepalive settings (PgBouncer refuses those as startup parameters, so with them the bug shows
+  as no leader at all). The lock then lands on a pooled server connection: whichever client the
+  pool hands that connection to next takes the lock again (two leaders), and a leader that dies
+  leaves it held (none).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import exchange_listener.app as listener_app
 import orders_api.__main__ as api_main
+import orders_core.leader
+import tracker.app as tracker_app
 from orders_api import placement, policy, store
 from orders_api.keys import INSTANCE
+from orders_core.db import database_url
 
 _OWNER: list[str] = []  # this process's instance id, once its app exists
 
@@ -101,20 +113,35 @@ def _plant_lookup_at_arrival() -> None:
     _patch(store, "begin_attempt", _rebound(store.begin_attempt, settled=policy.utcnow))
 
 
+def _plant_leadership_through_pooler() -> None:
+    for app in (listener_app, tracker_app):
+        _patch(app, "direct_database_url", database_url)
+    _patch(orders_core.leader, "KEEPALIVES", {})
+
+
 BUGS: dict[str, Callable[[], None]] = {
     "no-lookup": _plant_no_lookup,
     "fencing-by-instance": _plant_fencing_by_instance,
     "lookup-at-arrival": _plant_lookup_at_arrival,
+    "leadership-through-pooler": _plant_leadership_through_pooler,
 }
+API = "orders_api"
+# The service packages whose processes run a bug; the API's when not listed.
+PLANTED_IN = {"leadership-through-pooler": ("exchange_listener", "tracker")}
+
+
+def planted_in(bug: str) -> tuple[str, ...]:
+    return PLANTED_IN.get(bug, (API,))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] not in BUGS:
-        sys.exit(f"usage: python -m chaos.planted {{{','.join(BUGS)}}}")
-    BUGS[args[0]]()
-    print(f"chaos.planted: running orders-api with bug {args[0]!r}", file=sys.stderr, flush=True)
-    api_main.main()
+    bug, service = (args[0], args[1] if len(args) > 1 else API) if args else ("", "")
+    if len(args) > 2 or bug not in BUGS or service not in planted_in(bug):
+        sys.exit(f"usage: python -m chaos.planted {{{','.join(BUGS)}}} [service package]")
+    BUGS[bug]()
+    print(f"chaos.planted: running {service} with bug {bug!r}", file=sys.stderr, flush=True)
+    importlib.import_module(f"{service}.__main__").main()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Profiles: how much load, which faults, and the services' settings for one run.
 
-`ci` and `long` run today's code and expect every invariant to PASS. The targeted profiles are
-for planted bugs (chaos.planted): each sets up the faults under which its bug shows, and names the
-invariant that must then FAIL.
+`ci`, `long` and `bouncer` run today's code and expect every invariant to PASS. The targeted
+profiles are for planted bugs (chaos.planted): each sets up the faults under which its bug shows,
+and names the invariant that must then FAIL.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-# Every fault kind of chaos.faults, in the order the report lists them.
+# Every fault kind of chaos.faults that any stack can take (`ci` and `long` run them all).
 ALL_FAULTS = (
     "api_kill",
     "api_term",
@@ -29,6 +29,9 @@ ALL_FAULTS = (
     "stream_cut",
     "stream_stall",
 )
+# And those of a stack with a pooler and standbys (`bouncer`): PgBouncer stopped and started again
+# on its port, and the process that holds a role's lock (pg_locks) killed with SIGKILL.
+POOLER_FAULTS = ("bouncer_restart", "listener_leader_kill", "tracker_leader_kill")
 
 # The placement rule at test speed. orders_api/settings.py checks that the lease outlives what
 # it covers (PLACEMENT_TIMEOUT_S + DB_ACQUIRE_TIMEOUT_S + DB_COMMAND_TIMEOUT_S).
@@ -92,6 +95,8 @@ class Profile:
     minutes: float | None = None  # run for this long instead of `orders`
     apis: int = 2
     listeners: int = 2
+    trackers: int = 1
+    bouncer: bool = False  # the services' statements through a real PgBouncer (chaos.bouncer)
     faults: tuple[str, ...] = ALL_FAULTS  # each at least once
     fault_every_s: float = 12.0  # then one more fault about this often
     # db_stall: 1 freezes every connection; less, each statement freezes its connection with
@@ -128,6 +133,18 @@ PROFILES = {
             minutes=30.0,
             fault_every_s=15.0,
             quiesce_s=300.0,
+        ),
+        Profile(
+            "bouncer",
+            "CI: 3 APIs, 2 listeners and 2 trackers through a real PgBouncer in transaction "
+            "mode; leaders killed, the bouncer restarted, every other fault too; ~3 minutes",
+            orders=2000,
+            rate=12.0,
+            apis=3,
+            trackers=2,
+            bouncer=True,
+            faults=ALL_FAULTS + POOLER_FAULTS,
+            fault_every_s=6.0,
         ),
         Profile(
             "double-placement",
@@ -180,6 +197,20 @@ PROFILES = {
             ),
             expect_fail="none doubled",
             quiesce_s=90.0,
+        ),
+        Profile(
+            "pooled-leaders",
+            "2 listeners and 2 trackers behind a PgBouncer, leaders killed (for --planted "
+            "leadership-through-pooler)",
+            orders=200,
+            rate=10.0,
+            apis=1,
+            trackers=2,
+            bouncer=True,
+            faults=("listener_leader_kill", "tracker_leader_kill"),
+            fault_every_s=4.0,
+            expect_fail="one leader per role",
+            quiesce_s=60.0,
         ),
     )
 }

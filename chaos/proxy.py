@@ -95,6 +95,15 @@ class Proxy:
     def connections(self) -> int:
         return len(self._links)
 
+    def client_port(self, upstream_port: int) -> int | None:
+        """The client's own port of the connection that reaches the target from
+        `upstream_port` (what the target sees as its client's port), while it is open."""
+        for link in self._links:
+            if link.upstream.get_extra_info("sockname")[1] == upstream_port:
+                port: int = link.client.get_extra_info("peername")[1]
+                return port
+        return None
+
     def cut(self) -> int:
         """Reset every open connection; new ones are accepted. How many were cut."""
         links, self._links = self._links, set()
@@ -117,6 +126,14 @@ class Proxy:
         else:
             self._flaky = Flaky(until, share, hold_s, rng)
         self.stalled = 0
+
+    @property
+    def holding(self) -> bool:
+        """Whether a stall holds a connection frozen now, or may freeze one (its window)."""
+        now = time.monotonic()
+        if self.frozen_until > now or self._flaky.until > now:
+            return True
+        return any(link.frozen_until > now for link in self._links)
 
     def _judge(self, link: Link) -> None:
         """In a flaky window, whether this request freezes its connection."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from chaos.evidence import Watcher, collect, quiesce
 from chaos.faults import Injector, plan
 from chaos.invariants import check
+from chaos.leaders import LeaderWatch
 from chaos.profiles import Profile
 from chaos.report import Progress, bar, render
 from chaos.stack import Stack
@@ -78,6 +79,10 @@ async def _run(cfg: RunConfig, run_dir: Path, t0: float) -> int:
         )
         injector = Injector(stack, plan(profile, cfg.load_s, random.Random(cfg.seed)), cfg.seed)
         watcher = Watcher(stack.pg.dsn)
+        leaders = LeaderWatch(
+            stack,
+            lambda: stack.db_proxy.holding or any(k.startswith("db_") for k in injector.active),
+        )
 
         def describe() -> str:
             faults_done = sum(1 for f in injector.faults if f.ended_s is not None)
@@ -89,10 +94,14 @@ async def _run(cfg: RunConfig, run_dir: Path, t0: float) -> int:
             )
 
         progress = Progress(describe)
-        background = [asyncio.create_task(watcher.run()), asyncio.create_task(progress.run())]
+        load_t0 = time.monotonic()
+        background = [
+            asyncio.create_task(watcher.run()),
+            asyncio.create_task(progress.run()),
+            asyncio.create_task(leaders.run(load_t0)),
+        ]
         try:
             phase[0] = "load"
-            load_t0 = time.monotonic()
             await asyncio.gather(load.run(), injector.run(load_t0))
             load_s = time.monotonic() - load_t0
             phase[0] = "healing"
@@ -100,7 +109,8 @@ async def _run(cfg: RunConfig, run_dir: Path, t0: float) -> int:
             phase[0] = "settling"
             quiet = await quiesce(stack, profile.quiesce_s)
             phase[0] = "checking"
-            evidence = await collect(stack, load.sent, watcher)
+            evidence = await collect(stack, load.sent, watcher, leaders)
+            bouncer_ended = [f"t={at - load_t0:.1f} {said}" for at, said in stack.bouncer_ended]
             for what in healed:  # every fault restarts what it stopped: this died by itself
                 evidence.crashes[f"{what.removesuffix(' started')}: found dead when healing"] = 1
         finally:
@@ -121,11 +131,10 @@ async def _run(cfg: RunConfig, run_dir: Path, t0: float) -> int:
         f"{load_s:.0f}s, settle {quiet.waited_s:.0f}s)"
     )
     verdict = "PASS" if not failed else f"FAIL ({len(failed)} of {len(checks)} invariants)"
-    footer = [
-        f"healed: {', '.join(healed) or 'nothing to restart'}",
-        f"result: {verdict}",
-        f"replay: {cfg.replay()}",
-    ]
+    footer = [f"healed: {', '.join(healed) or 'nothing to restart'}"]
+    if bouncer_ended:  # PgBouncer's own failing, not ours (chaos.stack): shown, not judged
+        footer.append(f"pgbouncer ended by itself, restarted: {'; '.join(bouncer_ended)}")
+    footer += [f"result: {verdict}", f"replay: {cfg.replay()}"]
     report = render(header, evidence, injector.faults, checks, footer)
     print(report, flush=True)
     if cfg.report_path is not None:
@@ -149,6 +158,7 @@ async def _run(cfg: RunConfig, run_dir: Path, t0: float) -> int:
             },
             "faults": [asdict(f) for f in injector.faults],
             "no_answer": Counter(s.error.split("(")[0] for s in load.sent if s.error),
+            "bouncer_ended": bouncer_ended,
         }
         cfg.json_path.write_text(json.dumps(result, indent=1, default=str))
     return 0 if not failed else 1

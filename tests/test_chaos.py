@@ -1,5 +1,6 @@
-"""The chaos suite (issue 9; README, "Chaos suite"): the CI profile against today's code, every
-invariant PASS; and each planted bug against the profile that makes it show, its invariant FAIL.
+"""The chaos suite (issue 9; README, "Chaos suite"): the CI profile and the bouncer profile
+(issue 11: many instances through a real PgBouncer) against today's code, every invariant PASS;
+and each planted bug against the profile that makes it show, its invariant FAIL.
 
 Each run is `python -m chaos` in a process of its own, with its own PostgreSQL, exchange-sim and
 services (DATABASE_URL is not used); its report is printed whatever the outcome.
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from chaos.profiles import ALL_FAULTS, PROFILES
+from tests.pgbouncer import require_pgbouncer
 
 ROOT = Path(__file__).resolve().parent.parent
 CI_BUDGET_S = 300  # the CI profile's wall time, start to report (issue 9's acceptance)
@@ -52,24 +54,56 @@ def run_chaos(tmp_path: Path, *args: str, timeout_s: float) -> tuple[int, dict[s
     return proc.returncode, json.loads(result.read_text()), report
 
 
-@pytest.mark.timeout(CI_BUDGET_S + 180)
-def test_the_ci_profile_keeps_every_promise(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, result, report = run_chaos(tmp_path, "--profile", "ci", timeout_s=CI_BUDGET_S + 120)
+def keeps_every_promise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], profile: str, *args: str
+) -> dict[str, Any]:
+    """A run of `profile` within the CI budget: every fault kind of it carried out, every
+    invariant PASS. Its JSON result."""
+    code, result, report = run_chaos(
+        tmp_path, "--profile", profile, *args, timeout_s=CI_BUDGET_S + 120
+    )
     with capsys.disabled():
         print("\n" + report)
     assert result["seed"] == 1
     assert result["orders"] >= 2000
+    kinds = set(PROFILES[profile].faults)
     ran = {f["kind"] for f in result["faults"] if f["started_s"] is not None and not f["error"]}
-    assert ran == set(ALL_FAULTS), f"faults that did not run: {set(ALL_FAULTS) - ran}"
+    assert ran == kinds, f"faults that did not run: {kinds - ran}"
+    assert "one leader per role" in result["invariants"]
     failed = {name: c["bad"] for name, c in result["invariants"].items() if not c["passed"]}
     assert failed == {}  # every invariant PASS (the report above shows the counterexamples)
     assert code == 0
+    return result
+
+
+@pytest.mark.timeout(CI_BUDGET_S + 180)
+def test_the_ci_profile_keeps_every_promise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert set(PROFILES["ci"].faults) == set(ALL_FAULTS)
+    keeps_every_promise(tmp_path, capsys, "ci")
+
+
+@pytest.mark.timeout(CI_BUDGET_S + 180)
+def test_the_bouncer_profile_keeps_every_promise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 11: 3 API instances, 2 listeners and 2 trackers through a real PgBouncer in
+    transaction mode, leaders killed and the bouncer restarted among every other fault; every
+    invariant PASS, exactly one leader per role (from pg_locks) included. Fails in CI without
+    PgBouncer (.ci/run installs it)."""
+    require_pgbouncer()
+    profile = PROFILES["bouncer"]
+    assert (profile.bouncer, profile.apis, profile.listeners, profile.trackers) == (True, 3, 2, 2)
+    assert {"bouncer_restart", "listener_leader_kill", "tracker_leader_kill"} <= set(profile.faults)
+    result = keeps_every_promise(tmp_path, capsys, "bouncer", "--seed", "1")
+    killed = [f["note"] for f in result["faults"] if f["kind"].endswith("_leader_kill")]
+    assert all(note.startswith("killed ") for note in killed), killed
 
 
 PLANTED = [("no-lookup", "double-placement"), ("fencing-by-instance", "stale-writer"),
-           ("lookup-at-arrival", "early-lookup")]  # fmt: skip
+           ("lookup-at-arrival", "early-lookup"),
+           ("leadership-through-pooler", "pooled-leaders")]  # fmt: skip
 
 
 @pytest.mark.timeout(300)
@@ -79,6 +113,8 @@ def test_a_planted_bug_breaks_its_invariant(
 ) -> None:
     """The harness is proven by the bugs it catches: each planted bug, under the faults that
     make it show, fails the invariant it breaks."""
+    if PROFILES[profile].bouncer:
+        require_pgbouncer()
     expected = PROFILES[profile].expect_fail
     assert expected is not None
     code, result, report = run_chaos(
