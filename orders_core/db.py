@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import warnings
 from contextlib import suppress
 from pathlib import Path
@@ -11,6 +13,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from orders_core.backoff import backoff_s
 from orders_core.pool_metrics import track_pool
 from orders_core.settings import Settings
 
@@ -28,6 +31,9 @@ DB_ERRORS = (
 )
 
 EMBEDDED_PGDATA = Path(".data/pg")
+# A service started before its database waits for it: tries again after up to 0.5, 1, 2, 4, 5...
+START_RETRY_BASE_S = 0.5
+START_RETRY_CAP_S = 5.0
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
@@ -189,7 +195,29 @@ async def create_pool(dsn: str, settings: Settings, **kwargs: Any) -> Pool:
         **kwargs,
     )
     pool.acquire_timeout_s = settings.db_acquire_timeout_s
-    await pool
+    try:
+        await pool
+    except BaseException:
+        pool.terminate()  # the connections it did open
+        raise
     track_pool(pool)
     log.info("database pool ready", extra={"dsn": mask_dsn(dsn)})
     return pool
+
+
+async def create_pool_when_up(dsn: str, settings: Settings) -> Pool:
+    """create_pool, waiting for the database with capped, jittered backoff: a service started
+    while its database (or pooler) is down or restarting waits for it instead of exiting."""
+    rng = random.Random()
+    failures = 0
+    while True:
+        try:
+            return await create_pool(dsn, settings)
+        except DB_ERRORS as exc:
+            failures += 1
+            delay = backoff_s(failures, START_RETRY_BASE_S, START_RETRY_CAP_S, rng, floor_s=0.1)
+            log.warning(
+                "database unreachable at start; trying again",
+                extra={"dsn": mask_dsn(dsn), "error": repr(exc), "retry_in_s": round(delay, 2)},
+            )
+            await asyncio.sleep(delay)

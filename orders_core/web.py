@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from orders_core import http_errors, limits
-from orders_core.db import DB_ERRORS, Pool, create_pool, database_url
+from orders_core.db import DB_ERRORS, Pool, create_pool_when_up, database_url
 from orders_core.errors import ApiError
 from orders_core.settings import Settings
 
@@ -137,13 +137,14 @@ def ready_handler(pool_of: Callable[[web.Request], Pool]) -> Handler:
 def pool_context(
     settings_key: web.AppKey[S], pool_key: web.AppKey[Pool], max_size: int | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A `cleanup_ctx` that opens the service's database pool first and closes it last."""
+    """A `cleanup_ctx` that opens the service's database pool first (waiting for the database:
+    nothing listens meanwhile, so health checks see the service as not ready) and closes it last."""
 
     async def pool(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
         if max_size is not None:
             settings = settings.model_copy(update={"db_pool_max_size": max_size})
-        app[pool_key] = await create_pool(database_url(settings), settings)
+        app[pool_key] = await create_pool_when_up(database_url(settings), settings)
         yield
         await app[pool_key].close()
 

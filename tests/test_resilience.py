@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.api_fixtures import ApiFactory
 from tests.helpers import LIMIT, MARKET, eventually, fast_settings, final_row
-from tests.procs import ApiProcess
+from tests.procs import ApiProcess, ListenerProcess, ServiceProcess, TrackerProcess, wait_http
 from tests.sim import SimProcess
 from tests.tcp_proxy import DbProxy
 
@@ -139,3 +139,26 @@ async def test_two_instances_never_work_on_one_order_at_once(
             assert booked["placements"] == 1
         else:
             assert booked is None
+
+
+@pytest.mark.parametrize("service", [ApiProcess, ListenerProcess, TrackerProcess])
+async def test_a_service_started_before_its_database_waits_for_it(
+    db_url: str, exchange: SimProcess, service: type[ServiceProcess]
+) -> None:
+    # A restart that overlaps a database (or PgBouncer) restart must not end the process: it
+    # waits, not listening (not ready), and serves once the database answers.
+    proxy = DbProxy(db_url)  # not started yet: connections refused
+    settings = fast_settings(proxy.dsn, exchange.url)
+    proc = service(settings)
+    try:
+        await eventually(
+            lambda: asyncio.sleep(0, proc.lines()),
+            lambda lines: sum(ln["msg"] == "database unreachable at start; trying again"
+                              for ln in lines) >= 2,
+        )  # fmt: skip
+        assert proc.proc.poll() is None
+        await proxy.start()
+        await wait_http(f"{proc.url}/health/ready", proc.proc, 30)
+    finally:
+        await proc.stop()
+        await proxy.cut()
