@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -317,3 +318,44 @@ async def test_a_clean_stop_ends_open_streams_and_the_client_resumes_elsewhere(
             assert [e.order["id"] for e in got] == [later["id"], later["id"]]
     finally:
         await first.stop()
+
+
+async def test_a_client_that_stops_reading_is_disconnected(
+    make_api: ApiFactory, db: asyncpg.Connection, exchange: SimProcess
+) -> None:
+    # Memory per stream stays bounded: the server holds one batch, and a client that takes no
+    # write for SSE_SEND_TIMEOUT_S is cut off (it resumes with its cursor when it reads again).
+    api = await make_api(sse_send_timeout_s=0.5)
+    order = await (await api.post("/orders", json=MARKET)).json()
+    await numbered(db)
+    _reader, writer = await asyncio.open_connection(api.host, api.port, limit=2**16)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    auth = api.session.headers["Authorization"]
+    writer.write(
+        f"GET /orders/updates?after=0 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    # Far more than the socket buffers hold: ~10 MB of events for a client that reads nothing.
+    await db.execute(
+        "INSERT INTO exchange_order_status (order_id, exchange_order_id, "
+        "stock_market_order_status, filled_quantity, quantity, epoch, seq) "
+        "VALUES ($1::uuid, 'x', 'partially_filled', 0, 1000000, 'e', 1)",
+        order["id"],
+    )
+    await db.execute(
+        "DO $$ BEGIN FOR i IN 1..15000 LOOP UPDATE exchange_order_status "
+        "SET filled_quantity = filled_quantity + 1; END LOOP; END $$"
+    )
+
+    async def ended_slow() -> float:
+        text = await (await api.get("/metrics")).text()
+        line = next(ln for ln in text.splitlines()
+                    if ln.startswith('orders_update_stream_ends_total{reason="slow"}'))  # fmt: skip
+        return float(line.rsplit(" ", 1)[1])
+
+    try:
+        assert await eventually(ended_slow, lambda n: n >= 1, timeout_s=60) == 1
+        assert await (await api.get("/metrics")).text()  # the server itself is fine
+    finally:
+        writer.close()
