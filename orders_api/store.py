@@ -45,6 +45,7 @@ _COLUMNS = (
     "cancel_error",
     "cancel_attempts",
 )
+_NAMES = tuple(c.rsplit(" AS ", 1)[-1] for c in _COLUMNS)  # as a row of them names them
 # The exchange's own view of the order, as the listener last stored it (exchange_order_status).
 _MARKET_STATUS = """(SELECT s.stock_market_order_status FROM exchange_order_status s
                     WHERE s.order_id = {table}.id) AS stock_market_order_status,
@@ -145,10 +146,15 @@ UPDATE orders SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NUL
 # request asked for its cancel. A cancelable order gets cancel_status PENDING and is due at once;
 # its claim ends (lease_token NULL), so an attempt in flight writes nothing more and places
 # nothing more: the cancel's claimant finds out what the exchange holds. A repeat changes nothing.
-# $3: the exchange statuses after which nothing is left to cancel.
+# $3: the exchange statuses after which nothing is left to cancel. Not cancelable: the order as
+# `cur` locked it. A request that waited for the row lock of another one's cancel sees the row as
+# that one left it (PENDING: a repeat, 202); reading `orders` again would show it as of this
+# statement's start (no cancel asked: a 409 that names no reason).
 REQUEST_CANCEL = f"""
 WITH cur AS (
-SELECT o.id, o.status <> 'FAILURE' AND o.cancel_status IS NULL
+SELECT {", ".join(f"o.{c}" for c in _COLUMNS)},
+       s.stock_market_order_status, s.filled_quantity,
+       o.status <> 'FAILURE' AND o.cancel_status IS NULL
              AND coalesce(s.stock_market_order_status <> ALL ($3::text[]), true) AS cancelable
   FROM orders AS o LEFT JOIN exchange_order_status AS s ON s.order_id = o.id
  WHERE o.id = $1 AND o.account_id = $2
@@ -166,8 +172,8 @@ INSERT INTO order_history (order_id, event) SELECT id, 'cancel_requested' FROM u
 )
 SELECT *, true AS requested FROM upd
 UNION ALL
-SELECT {COLUMNS}, false FROM orders
- WHERE id = (SELECT id FROM cur) AND NOT EXISTS (SELECT 1 FROM upd)"""
+SELECT {", ".join(_NAMES)}, stock_market_order_status, filled_quantity, false FROM cur
+ WHERE NOT EXISTS (SELECT 1 FROM upd)"""
 
 # Record what a cancel request to the exchange decided, under the claim that sent it (as FINISH).
 FINISH_CANCEL = f"""

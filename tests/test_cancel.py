@@ -104,6 +104,29 @@ async def test_repeats_while_pending_answer_the_same_and_ask_nothing_more(
     assert done["cancel_status"] == "CANCELED"
 
 
+async def test_two_cancels_at_once_both_answer_the_same(
+    api: Client, exchange: SimProcess, db: asyncpg.Connection
+) -> None:
+    # Found by the chaos suite (seed 7: one order's cancel sent twice at once): the DELETE that
+    # waited for the other's row lock answered 409 "The order is None on the exchange" with the
+    # order as it was before the other's cancel (cancel_status null), not 202 as a repeat does.
+    await exchange.configure(**HELD)
+    order = await (await api.post("/orders", json=MARKET)).json()
+    blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    async with db.transaction():  # both requests wait for this lock, then one for the other
+        await db.execute("SELECT 1 FROM orders WHERE id = $1::uuid FOR UPDATE", order["id"])
+        both = [asyncio.ensure_future(api.delete(f"/orders/{order['id']}")) for _ in range(2)]
+        await eventually(lambda: db.fetchval(blocked), lambda n: n >= 2)
+    answers = await asyncio.gather(*both)
+    assert [r.status for r in answers] == [202, 202], [await r.text() for r in answers]
+    bodies = [await r.json() for r in answers]
+    assert {b["cancel_status"] for b in bodies} == {"PENDING"}
+    assert len({b["cancel_requested_at"] for b in bodies}) == 1  # one cancel, answered alike
+    done = await cancel_final(api, order["id"])
+    assert done["cancel_status"] == "CANCELED"
+    assert (await exchange.requests())[order["id"]]["cancel"] == 1
+
+
 async def test_an_order_not_yet_placed_is_canceled_before_placement(
     api: Client, exchange: SimProcess, db: asyncpg.Connection
 ) -> None:
