@@ -3,7 +3,8 @@
 In one run, against one PostgreSQL server: N synthetic execution reports go through a real
 WebSocket (a minimal stream server on loopback) into the listener's ingest path, which writes
 them in batches; then the same rows are COPYed straight into `exchange_events`. Prints both rates
-and their ratio. Usage:
+and their ratio. The orders exist (as placed orders of one account), so the listener's writes
+also add the live updates' log (`order_updates`, written by triggers), as in production. Usage:
 
     python -m bench.stream_ingest [--events 50000] [--batch 500]
 """
@@ -99,6 +100,23 @@ def stream_process(events: list[dict[str, Any]]) -> Iterator[str]:
         proc.join()
 
 
+async def seed_orders(dsn: str, events: list[dict[str, Any]]) -> None:
+    """The orders the events are about, placed, of one account: what the live updates need."""
+    ids = list(dict.fromkeys(uuid.UUID(e["client_order_id"]) for e in events))
+    conn = await asyncpg.connect(dsn)
+    try:
+        account = await conn.fetchval("INSERT INTO accounts (name) VALUES ('bench') RETURNING id")
+        await conn.execute(
+            "INSERT INTO orders (id, type, side, instrument, quantity, status, exchange_order_id, "
+            "account_id) SELECT id, 'market', 'buy', 'US0378331005', 10, 'SUCCESS', 'x', $2 "
+            "FROM unnest($1::uuid[]) AS id",
+            ids,
+            account,
+        )
+    finally:
+        await conn.close()
+
+
 async def through_listener(dsn: str, url: str, count: int, batch: int) -> float:
     settings = SystemSettings(database_url=dsn, exchange_url=url, listener_batch_max=batch)
     conn, probe = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
@@ -114,6 +132,8 @@ async def through_listener(dsn: str, url: str, count: int, batch: int) -> float:
         await asyncio.gather(task, return_exceptions=True)
     stored = await probe.fetchval("SELECT count(*) FROM exchange_events")
     assert stored == count, stored
+    updates = await probe.fetchval("SELECT count(*) FROM order_updates")
+    print(f"  order updates written (live updates' log, with the orders' own): {updates}")
     await conn.close()
     await probe.close()
     return count / elapsed
@@ -142,6 +162,7 @@ async def main(count: int, batch: int) -> None:
     events = synthetic(count)
     with stream_process(events) as url:
         dsn = await fresh_database(server, BENCH_DB)
+        await seed_orders(dsn, events)
         listener_rate = await through_listener(dsn, url, len(events), batch)
     copy_rate = await raw_copy(await fresh_database(server, BENCH_DB), events)
     print(f"events={count} batch={batch}")
