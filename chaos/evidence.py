@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,8 @@ import asyncpg
 
 from chaos.leaders import LeaderWatch, RoleRecord
 from chaos.stack import Stack
-from chaos.workload import Sent
+from chaos.streams import Follower, FollowerRecord, catch_up, state_of
+from chaos.workload import Cancel, Sent
 from orders_core.db import DB_ERRORS
 from orders_core.domain import exchange_status_moves_forward
 
@@ -37,7 +39,8 @@ SNAPSHOT = """
 SELECT o.id::text AS id, o.status, s.stock_market_order_status AS market, s.filled_quantity
   FROM orders o LEFT JOIN exchange_order_status s ON s.order_id = o.id"""
 ORDERS = """
-SELECT id::text AS id, status, attempts, idempotency_key, created_at, exchange_order_id, last_error
+SELECT id::text AS id, status, attempts, idempotency_key, created_at, exchange_order_id, last_error,
+       cancel_requested_at, cancel_status, cancel_error
   FROM orders"""
 MARKET = """
 SELECT order_id::text AS id, stock_market_order_status AS status, filled_quantity,
@@ -46,6 +49,13 @@ SELECT order_id::text AS id, stock_market_order_status AS status, filled_quantit
 EVENTS = """
 SELECT order_id::text AS id, status, filled_quantity, exchange_order_id
   FROM exchange_events ORDER BY order_id, epoch, seq"""
+# The update log (every row is the chaos account's: the run's database holds no other orders).
+UNSEQUENCED = "SELECT count(*) FROM order_updates WHERE seq IS NULL"
+UPDATES = """
+SELECT seq, order_id::text AS id, at, body::text AS body
+  FROM order_updates WHERE seq IS NOT NULL ORDER BY seq"""
+SEQUENCED_S = 30.0  # longest wait for the sequencer to number the last updates
+CAUGHT_UP_S = 30.0  # longest wait for the update streams' clients to receive the last one
 
 
 @dataclass
@@ -114,6 +124,12 @@ class Evidence:
     crashes: dict[str, int] = field(default_factory=dict)  # "<service>: <mark>" -> lines
     leaders: dict[str, RoleRecord] = field(default_factory=dict)  # role -> what pg_locks showed
     leader_samples: int = 0
+    cancels: list[Cancel] = field(default_factory=list)  # every DELETE of the workload
+    # The update log once settled: {"seq", "id", "at", "state"} (chaos.streams.FIELDS), by seq.
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    unsequenced: int = 0  # updates the sequencer had not numbered when the log was read
+    followers: list[FollowerRecord] = field(default_factory=list)  # what the clients received
+    followers_caught_up: bool = True
 
 
 @dataclass
@@ -122,18 +138,21 @@ class Quiet:
     in_progress: list[str]
     caught_up: bool
     open_at_exchange: int
+    cancels_pending: list[str] = field(default_factory=list)
 
 
 async def quiesce(stack: Stack, timeout_s: float) -> Quiet:
-    """Wait until no order is IN PROGRESS, the exchange holds no order that may still change,
-    and the listener has committed every event the exchange announced (seen twice in a row)."""
+    """Wait until no order is IN PROGRESS and no cancel PENDING, the exchange holds no order
+    that may still change, and the listener has committed every event the exchange announced
+    (seen twice in a row)."""
     t0 = time.monotonic()
     calm = 0
     quiet = Quiet(0.0, [], False, 0)
     while True:
         with contextlib.suppress(*DB_ERRORS, RuntimeError, aiohttp.ClientError):
             quiet = await _look(stack, t0)
-            calm = calm + 1 if not quiet.in_progress and quiet.caught_up else 0
+            settled = not quiet.in_progress and not quiet.cancels_pending
+            calm = calm + 1 if settled and quiet.caught_up else 0
         if calm >= 2 or time.monotonic() - t0 > timeout_s:
             return quiet
         await asyncio.sleep(1.0)
@@ -143,6 +162,7 @@ async def _look(stack: Stack, t0: float) -> Quiet:
     conn = await asyncpg.connect(stack.pg.dsn, timeout=5)
     try:
         stuck = await conn.fetch("SELECT id::text FROM orders WHERE status = 'IN PROGRESS'")
+        pending = await conn.fetch("SELECT id::text FROM orders WHERE cancel_status = 'PENDING'")
         seq = await conn.fetchval("SELECT seq FROM exchange_stream_position")
     finally:
         await conn.close()
@@ -154,14 +174,21 @@ async def _look(stack: Stack, t0: float) -> Quiet:
         sorted(r["id"] for r in stuck),
         open_orders == 0 and seq == latest,
         open_orders,
+        sorted(r["id"] for r in pending),
     )
 
 
 async def collect(
-    stack: Stack, sent: list[Sent], watcher: Watcher, leaders: LeaderWatch
+    stack: Stack,
+    sent: list[Sent],
+    watcher: Watcher,
+    leaders: LeaderWatch,
+    cancels: list[Cancel] | None = None,
+    followers: list[Follower] | None = None,
 ) -> Evidence:
     conn = await asyncpg.connect(stack.pg.dsn, timeout=10)
     try:
+        updates, unsequenced, caught_up = await _update_log(conn, followers or [])
         orders = {r["id"]: dict(r) for r in await conn.fetch(ORDERS)}
         market = {r["id"]: dict(r) for r in await conn.fetch(MARKET)}
         events: dict[str, list[tuple[str, int, str]]] = {}
@@ -190,7 +217,42 @@ async def collect(
         crashes=crashes(stack),
         leaders=leaders.roles,
         leader_samples=leaders.samples,
+        cancels=list(cancels or []),
+        updates=updates,
+        unsequenced=unsequenced,
+        followers=[f.record for f in followers or []],
+        followers_caught_up=caught_up,
     )
+
+
+async def _update_log(
+    conn: asyncpg.Connection, followers: list[Follower]
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """The update log once the sequencer has numbered every row (bounded wait), after the
+    followers received its last event (bounded too): its rows, how many were left unnumbered,
+    and whether the followers caught up. Read again if it grew meanwhile."""
+    deadline = time.monotonic() + SEQUENCED_S
+    while True:
+        unsequenced: int = await conn.fetchval(UNSEQUENCED)
+        if not unsequenced or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    rows = await _updates(conn)
+    caught_up = True
+    for _ in range(3):
+        head = rows[-1]["seq"] if rows else 0
+        caught_up = await catch_up(followers, head, CAUGHT_UP_S)
+        rows = await _updates(conn)
+        if (rows[-1]["seq"] if rows else 0) == head:
+            break
+    return rows, unsequenced, caught_up
+
+
+async def _updates(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    return [
+        {"seq": r["seq"], "id": r["id"], "at": r["at"], "state": state_of(json.loads(r["body"]))}
+        for r in await conn.fetch(UPDATES, timeout=30)
+    ]
 
 
 def crashes(stack: Stack) -> dict[str, int]:

@@ -5,15 +5,27 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from chaos.evidence import Evidence, Quiet
+from chaos.streams import DOCUMENTED_503, FIELDS
 from chaos.workload import Sent
 from orders_core.domain import exchange_status_moves_forward
 
 DOCUMENTED_500 = {"message": "Internal server error while placing the order"}
+LIVE = frozenset({"new", "partially_filled"})  # an order the exchange may still fill
+CANCEL_FINAL = frozenset({"CANCELED", "REFUSED"})
+NO_LONGER_HELD = "the exchange no longer holds the order"  # orders_api.policy, REFUSED
+CANCEL_RANK = {None: 0, "PENDING": 1, "CANCELED": 2, "REFUSED": 2}
+# A 409's message names why nothing is left to cancel (orders_api.handlers).
+CANCEL_409 = re.compile(
+    r"The order failed: .+|The order's cancel is already final: (CANCELED|REFUSED)"
+    r"|The order is (filled|canceled|rejected|expired) on the exchange: nothing to cancel"
+)
 
 
 @dataclass
@@ -42,6 +54,9 @@ def check(ev: Evidence, quiet: Quiet) -> list[Check]:
         all_settled(ev, quiet),
         nothing_crashed(ev),
         one_leader_per_role(ev),
+        cancels_final(ev),
+        canceled_not_held(ev),
+        streams_complete(ev),
     ]
 
 
@@ -241,3 +256,191 @@ def one_leader_per_role(ev: Evidence) -> Check:
         )
     c.note = f"{ev.leader_samples} samples; " + "; ".join(notes)
     return c
+
+
+def cancels_final(ev: Evidence) -> Check:
+    c = Check(
+        "cancels final",
+        "every cancel asked ends CANCELED or REFUSED, none PENDING once settled (none lost, "
+        "kill -9 or not); DELETE answers 202 PENDING (repeats too), 409 naming why nothing is "
+        "left to cancel, or the documented 503",
+    )
+    asked = {x.order_id for x in ev.cancels if x.status == 202}
+    tried = {x.order_id for x in ev.cancels}
+    for x in ev.cancels:
+        if x.status == 202 and x.cancel_status != "PENDING":
+            c.bad.append(f"{x.order_id} DELETE answered 202 with cancel_status {x.cancel_status}")
+        elif x.status == 409 and not CANCEL_409.fullmatch(x.message or ""):
+            c.bad.append(f"{x.order_id} DELETE answered 409 {x.message}")
+        elif x.status == 503 and x.message != DOCUMENTED_503:
+            c.bad.append(f"{x.order_id} DELETE answered 503 {x.message}")
+        elif x.status not in (None, 202, 409, 503):
+            c.bad.append(f"{x.order_id} DELETE answered {x.status} {x.message}"[:160])
+    for oid in sorted(asked):
+        row = ev.orders.get(oid)
+        if row is None:
+            c.bad.append(f"{oid} cancel answered 202, order not stored")
+        elif row["cancel_status"] not in CANCEL_FINAL:
+            c.bad.append(f"{oid} cancel answered 202, {row['cancel_status']} once settled")
+    for oid, row in ev.orders.items():
+        if row["cancel_status"] is None:
+            continue
+        if oid not in tried:
+            c.bad.append(f"{oid} cancel {row['cancel_status']} that nobody asked")
+        elif oid not in asked and row["cancel_status"] not in CANCEL_FINAL:
+            c.bad.append(f"{oid} cancel {row['cancel_status']} once settled (asked, no answer)")
+    answers = Counter("no answer" if x.status is None else str(x.status) for x in ev.cancels)
+    outcome = Counter(
+        str(ev.orders[oid]["cancel_status"] or "not asked") for oid in tried if oid in ev.orders
+    )
+    c.note = (
+        f"{len(tried)} orders, {len(ev.cancels)} DELETEs: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(answers.items()))
+        + "; stored "
+        + ", ".join(f"{k} {v}" for k, v in sorted(outcome.items()))
+    )
+    return c
+
+
+def canceled_not_held(ev: Evidence) -> Check:
+    c = Check(
+        "CANCELED not held",
+        "CANCELED: the exchange holds no live order with that id (placement FAILURE: none at "
+        "all; SUCCESS: it holds it canceled); REFUSED: it ended the order otherwise; no "
+        "placement reaches it once the cancel is final",
+    )
+    final_at: dict[str, datetime] = {}
+    for u in ev.updates:
+        if u["state"]["cancel_status"] in CANCEL_FINAL:
+            final_at.setdefault(u["id"], u["at"])
+    placed: dict[str, list[datetime]] = defaultdict(list)
+    for p in ev.placements:
+        if p["client_order_id"] is not None:
+            placed[p["client_order_id"]].append(datetime.fromisoformat(p["received_at"]))
+    for oid, row in ev.orders.items():
+        cancel, held = row["cancel_status"], ev.ledger.get(oid)
+        status = None if held is None else held["status"]
+        if cancel == "CANCELED":
+            if status in LIVE:
+                c.bad.append(f"{oid} CANCELED, held {status}")
+            elif row["status"] == "FAILURE" and held is not None:
+                c.bad.append(f"{oid} CANCELED before placement, held {status}")
+            elif row["status"] == "SUCCESS" and status != "canceled":
+                c.bad.append(f"{oid} CANCELED, SUCCESS, held {status}")
+        elif cancel == "REFUSED":
+            if held is None and row["cancel_error"] != NO_LONGER_HELD:
+                c.bad.append(f"{oid} REFUSED ({row['cancel_error']}), not held")
+            elif status in LIVE or status == "canceled":
+                c.bad.append(f"{oid} REFUSED ({row['cancel_error']}), held {status}")
+        at = final_at.get(oid)
+        late = [r for r in placed.get(oid, []) if at is not None and r > at]
+        if late and at is not None:
+            c.bad.append(f"{oid} placed {(late[0] - at).total_seconds():.2f}s after {cancel}")
+    canceled = [row for row in ev.orders.values() if row["cancel_status"] == "CANCELED"]
+    before = sum(1 for row in canceled if row["status"] == "FAILURE")
+    c.note = f"{len(canceled)} CANCELED, {before} of them before placement"
+    return c
+
+
+def streams_complete(ev: Evidence) -> Check:
+    c = Check(
+        "streams: every change once, in order",
+        "each client resuming by cursor received every update of the log, none twice, in "
+        "cursor order, each as the log holds it; its last event of each order is the order's "
+        "final state; the log moves each order forward",
+    )
+    if not ev.followers:
+        c.note = "no update streams in this profile"
+        return c
+    log = {u["seq"]: u for u in ev.updates}
+    if ev.unsequenced:
+        c.bad.append(f"{ev.unsequenced} updates never numbered")
+    if not ev.followers_caught_up:
+        c.bad.append("a client did not receive the log's last update in time")
+    final = _final_states(ev)
+    updated = {u["id"] for u in ev.updates}
+    c.bad += [f"{oid} no update at all" for oid in final if oid not in updated]
+    for r in ev.followers:
+        c.bad += [
+            f"{r.name}: answered {answer} x{n}"
+            for answer, n in sorted(r.answers.items())
+            if answer != f"503 {DOCUMENTED_503}"
+        ]
+        c.bad += [f"{r.name}: unreadable event {m}" for m in r.malformed]
+        counts = Counter(e.cursor for e in r.events)
+        c.bad += [f"{r.name}: {cur} received {n}x" for cur, n in counts.items() if n > 1]
+        previous = 0
+        last: dict[str, dict[str, Any]] = {}
+        for e in r.events:
+            if e.cursor <= previous:
+                c.bad.append(f"{r.name}: {e.cursor} after {previous}")
+            previous = e.cursor
+            held = log.get(e.cursor)
+            if held is None:
+                c.bad.append(f"{r.name}: {e.cursor} not in the log")
+            elif (e.order_id, e.state) != (held["id"], held["state"]):
+                c.bad.append(f"{r.name}: {e.cursor} {e.order_id} {e.state} != the log's")
+            last[e.order_id] = e.state
+        missed = [seq for seq in log if seq not in counts]
+        c.bad += [f"{r.name}: missed {seq} ({log[seq]['id']})" for seq in missed]
+        c.bad += [
+            f"{r.name}: {oid} last {last.get(oid)}, final {state}"
+            for oid, state in final.items()
+            if last.get(oid) != state
+        ]
+    c.bad += _log_backward(ev)
+    c.note = f"log {len(log)} updates; " + ", ".join(
+        f"{r.name} {len(r.events)} events over {r.connections} streams" for r in ev.followers
+    )
+    return c
+
+
+def _final_states(ev: Evidence) -> dict[str, dict[str, Any]]:
+    """Every order's state at the end, as FIELDS (as an update's body holds them)."""
+    out = {}
+    for oid, row in ev.orders.items():
+        market = ev.market.get(oid) or {}
+        out[oid] = {
+            "status": row["status"],
+            "cancel_status": row["cancel_status"],
+            "stock_market_order_status": market.get("status"),
+            "filled_quantity": market.get("filled_quantity"),
+        }
+        assert set(out[oid]) == set(FIELDS)
+    return out
+
+
+def _log_backward(ev: Evidence) -> list[str]:
+    """The log in commit order per order: a placement status never leaves SUCCESS or FAILURE,
+    a cancel never goes back (none, PENDING, final), the exchange's status only forward."""
+    bad = []
+    by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for u in ev.updates:
+        by_order[u["id"]].append(u["state"])
+    for oid, states in by_order.items():
+        for a, b in itertools.pairwise(states):
+            if a["status"] != "IN PROGRESS" and b["status"] != a["status"]:
+                bad.append(f"{oid} log: status {a['status']} -> {b['status']}")
+            elif CANCEL_RANK[a["cancel_status"]] > CANCEL_RANK[b["cancel_status"]] or (
+                a["cancel_status"] in CANCEL_FINAL and b["cancel_status"] != a["cancel_status"]
+            ):
+                bad.append(f"{oid} log: cancel {a['cancel_status']} -> {b['cancel_status']}")
+            elif _market_back(a, b):
+                bad.append(f"{oid} log: exchange {_market(a)} -> {_market(b)}")
+            else:
+                continue
+            break
+    return bad
+
+
+def _market(state: dict[str, Any]) -> tuple[Any, Any]:
+    return state["stock_market_order_status"], state["filled_quantity"]
+
+
+def _market_back(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    (s0, f0), (s1, f1) = _market(a), _market(b)
+    if s0 is None or (s0, f0) == (s1, f1):
+        return False
+    if s1 is None:
+        return True
+    return not exchange_status_moves_forward(str(s0), f0 or 0, str(s1), f1 or 0)

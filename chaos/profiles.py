@@ -51,6 +51,9 @@ API: Mapping[str, Any] = MappingProxyType(
         "db_command_timeout_s": 1.5,
         "db_acquire_timeout_s": 0.5,
         "log_level": "INFO",
+        # Update streams (chaos.streams): a heartbeat often enough that a client notices a
+        # silent connection within seconds.
+        "sse_heartbeat_s": 2.0,
     }
 )
 LISTENER: Mapping[str, Any] = MappingProxyType(
@@ -85,6 +88,11 @@ SIM: Mapping[str, Any] = MappingProxyType(
     }
 )
 
+# The full profiles (ci, long, bouncer) cancel this share of their orders and follow the account's
+# updates with this many clients (issue 12); the targeted ones neither, unless they say so.
+CANCEL_SHARE = 0.12
+FOLLOWERS = 2
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -108,6 +116,8 @@ class Profile:
     answer_delay_s: float = 0.0  # every answer of the exchange reaches the APIs this much later
     key_share: float = 0.85  # orders sent with an Idempotency-Key
     twin_share: float = 0.1  # keyed orders sent twice at once
+    cancel_share: float = 0.0  # orders cancelled (DELETE /orders/{id}; chaos.workload)
+    followers: int = 0  # clients following GET /orders/updates all along (chaos.streams)
     quiesce_s: float = 150.0  # longest wait for every order to settle once healed
     expect_fail: str | None = None  # a targeted profile: the invariant its planted bug breaks
 
@@ -124,6 +134,8 @@ PROFILES = {
             orders=2200,
             rate=14.0,
             fault_every_s=6.0,
+            cancel_share=CANCEL_SHARE,
+            followers=FOLLOWERS,
         ),
         Profile(
             "long",
@@ -133,6 +145,8 @@ PROFILES = {
             minutes=30.0,
             fault_every_s=15.0,
             quiesce_s=300.0,
+            cancel_share=CANCEL_SHARE,
+            followers=FOLLOWERS,
         ),
         Profile(
             "bouncer",
@@ -145,6 +159,8 @@ PROFILES = {
             bouncer=True,
             faults=ALL_FAULTS + POOLER_FAULTS,
             fault_every_s=6.0,
+            cancel_share=CANCEL_SHARE,
+            followers=FOLLOWERS,
         ),
         Profile(
             "double-placement",

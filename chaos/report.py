@@ -11,6 +11,7 @@ from collections.abc import Callable
 from chaos.evidence import Evidence
 from chaos.faults import Fault
 from chaos.invariants import Check
+from chaos.streams import summary
 
 EXAMPLES = 5
 FAULT_LINES = 24  # more faults than this: one line per kind
@@ -32,6 +33,20 @@ def render(
         + ", ".join(f"{k} {v}" for k, v in sorted(stored.items()))
         + f"; exchange holds {len(ev.ledger)}, received {len(ev.placements)} placements"
     )
+    if ev.cancels:
+        answers = Counter("no answer" if c.status is None else str(c.status) for c in ev.cancels)
+        asked = {c.order_id for c in ev.cancels}
+        ended = Counter(
+            str(ev.orders[o]["cancel_status"] or "not asked") for o in asked if o in ev.orders
+        )
+        lines.append(
+            f"cancels  {len(asked)} orders, {len(ev.cancels)} DELETEs: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(answers.items()))
+            + "; stored "
+            + ", ".join(f"{k} {v}" for k, v in sorted(ended.items()))
+        )
+    if ev.followers:
+        lines.append(f"streams  log {len(ev.updates)} updates; {summary(ev.followers)}")
     lines.append(f"faults   {len(faults)} (t = seconds into the load):")
     lines += _faults(faults) if len(faults) <= FAULT_LINES else _fault_kinds(faults)
     lines.append("invariants:")

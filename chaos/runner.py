@@ -23,7 +23,8 @@ from chaos.leaders import LeaderWatch
 from chaos.profiles import Profile
 from chaos.report import Progress, bar, render
 from chaos.stack import Stack
-from chaos.workload import Workload, specs
+from chaos.streams import Follower
+from chaos.workload import Workload, cancel_plans, specs
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,18 @@ async def _run(cfg: RunConfig, run_dir: Path, t0: float) -> int:
     phase = ["starting"]
     async with Stack(profile, cfg.seed, run_dir, cfg.planted) as stack:
         started_s = time.monotonic() - t0
+        urls = [api.url for api in stack.apis]
         load = Workload(
-            [api.url for api in stack.apis],
+            urls,
             specs(cfg.seed, cfg.orders, profile.apis, profile.key_share, profile.twin_share),
             profile.rate,
             stack.api_key,
+            cancel_plans(cfg.seed, cfg.orders, profile.apis, profile.cancel_share),
         )
+        # Live-update clients, from before the first order until the evidence is collected.
+        followers = [
+            Follower(f"sse{i}", urls, stack.api_key, cfg.seed) for i in range(profile.followers)
+        ]
         injector = Injector(stack, plan(profile, cfg.load_s, random.Random(cfg.seed)), cfg.seed)
         watcher = Watcher(stack.pg.dsn)
         leaders = LeaderWatch(
@@ -99,6 +106,7 @@ async def _run(cfg: RunConfig, run_dir: Path, t0: float) -> int:
             asyncio.create_task(watcher.run()),
             asyncio.create_task(progress.run()),
             asyncio.create_task(leaders.run(load_t0)),
+            *(asyncio.create_task(f.run()) for f in followers),
         ]
         try:
             phase[0] = "load"
@@ -109,7 +117,7 @@ async def _run(cfg: RunConfig, run_dir: Path, t0: float) -> int:
             phase[0] = "settling"
             quiet = await quiesce(stack, profile.quiesce_s)
             phase[0] = "checking"
-            evidence = await collect(stack, load.sent, watcher, leaders)
+            evidence = await collect(stack, load.sent, watcher, leaders, load.cancels, followers)
             bouncer_ended = [f"t={at - load_t0:.1f} {said}" for at, said in stack.bouncer_ended]
             for what in healed:  # every fault restarts what it stopped: this died by itself
                 evidence.crashes[f"{what.removesuffix(' started')}: found dead when healing"] = 1
@@ -158,6 +166,11 @@ async def _run(cfg: RunConfig, run_dir: Path, t0: float) -> int:
             },
             "faults": [asdict(f) for f in injector.faults],
             "no_answer": Counter(s.error.split("(")[0] for s in load.sent if s.error),
+            "cancels": Counter(str(c.status) for c in load.cancels),
+            "streams": {
+                r.name: {"events": len(r.events), "connections": r.connections}
+                for r in evidence.followers
+            },
             "bouncer_ended": bouncer_ended,
         }
         cfg.json_path.write_text(json.dumps(result, indent=1, default=str))

@@ -1,10 +1,12 @@
 """The seeded workload: orders posted to the API instances at a bounded rate, most with an
-Idempotency-Key, some sent twice at once (to one instance or to both), and every request and its
-answer recorded.
+Idempotency-Key, some sent twice at once (to one instance or to both), a share of them cancelled
+(DELETE /orders/{id}: right after the POST was answered or a little later, some twice), and every
+request and its answer recorded.
 
 A client behaves as a careful one would: a keyed order whose request got no answer (connection
 refused or broken, timed out) or a 500 is sent again with the same key, to the other instance
-after a pause; an order without a key is never resent (that could place it twice).
+after a pause; an order without a key is never resent (that could place it twice). A cancel that
+got no answer or a 503 is asked again (a repeat asks nothing more).
 """
 
 from __future__ import annotations
@@ -49,6 +51,30 @@ class Spec:
     pause_s: float  # before a resend
 
 
+@dataclass(frozen=True)
+class CancelPlan:
+    """When an order is cancelled: one DELETE per delay (seconds after its POST was answered),
+    each to its instance."""
+
+    delays_s: tuple[float, ...]
+    apis: tuple[int, ...]
+
+
+@dataclass
+class Cancel:
+    """One DELETE /orders/{id} of the workload and what came back."""
+
+    order: int
+    order_id: str
+    api: int
+    sent_at: datetime
+    answered_at: datetime | None = None
+    status: int | None = None  # None: no answer at all
+    cancel_status: str | None = None  # the order's, in a 202 or a 409
+    message: str | None = None  # a 409's message, or the body of any other answer
+    error: str | None = None
+
+
 def specs(seed: int, count: int, apis: int, key_share: float, twin_share: float) -> list[Spec]:
     """The orders of a run, all drawn up front from the seed."""
     rng = random.Random(f"workload:{seed}")
@@ -71,15 +97,40 @@ def specs(seed: int, count: int, apis: int, key_share: float, twin_share: float)
     return out
 
 
+def cancel_plans(seed: int, count: int, apis: int, share: float) -> dict[int, CancelPlan]:
+    """Which orders of a run are cancelled, and when: drawn from the seed apart from `specs`
+    (the orders stay those of a run without cancels). Four in ten at once, the others within a
+    few seconds (most then filled or expired: 409, or 202 and REFUSED); one in four twice, at
+    once (to another instance) or a moment later."""
+    rng = random.Random(f"cancels:{seed}")
+    plans = {}
+    for n in range(count):
+        if rng.random() >= share:
+            continue
+        first = 0.0 if rng.random() < 0.4 else rng.uniform(0.1, 4.0)
+        delays: tuple[float, ...] = (first,)
+        if rng.random() < 0.25:
+            delays += (first + (0.0 if rng.random() < 0.5 else rng.uniform(0.05, 1.5)),)
+        plans[n] = CancelPlan(delays, tuple(rng.randrange(apis) for _ in delays))
+    return plans
+
+
 class Workload:
     def __init__(
-        self, urls: list[str], orders: list[Spec], rate: float, api_key: str | None = None
+        self,
+        urls: list[str],
+        orders: list[Spec],
+        rate: float,
+        api_key: str | None = None,
+        cancels: dict[int, CancelPlan] | None = None,
     ) -> None:
         self._urls = urls
         self._auth = {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
         self._orders = orders
         self._rate = rate
+        self._cancels = cancels or {}
         self.sent: list[Sent] = []
+        self.cancels: list[Cancel] = []
         self.started = 0
         self.finished = 0
 
@@ -100,13 +151,58 @@ class Workload:
 
     async def _order(self, http: aiohttp.ClientSession, spec: Spec) -> None:
         answers = await asyncio.gather(*(self._post(http, spec, api) for api in spec.apis))
+        created = [a.order_id for a in answers if a.order_id is not None]
         for resend in range(1, RESENDS + 1):
             if spec.key is None or not all(a.status in (None, 500) for a in answers):
                 break
             await asyncio.sleep(spec.pause_s * resend)
             api = (spec.apis[0] + resend) % len(self._urls)
             answers = [await self._post(http, spec, api)]
+            created += [a.order_id for a in answers if a.order_id is not None]
+        plan = self._cancels.get(spec.n)
+        if plan is not None and created:
+            await asyncio.gather(
+                *(
+                    self._cancel(http, spec, created[0], delay, api)
+                    for delay, api in zip(plan.delays_s, plan.apis, strict=True)
+                )
+            )
         self.finished += 1
+
+    async def _cancel(
+        self, http: aiohttp.ClientSession, spec: Spec, order_id: str, delay_s: float, api: int
+    ) -> None:
+        await asyncio.sleep(delay_s)
+        for resend in range(RESENDS + 1):
+            if resend:
+                await asyncio.sleep(spec.pause_s * resend)
+            answer = await self._delete(http, spec.n, order_id, (api + resend) % len(self._urls))
+            if answer.status not in (None, 503):
+                return
+
+    async def _delete(self, http: aiohttp.ClientSession, n: int, order_id: str, api: int) -> Cancel:
+        sent = Cancel(n, order_id, api, datetime.now(UTC))
+        self.cancels.append(sent)
+        try:
+            async with http.delete(
+                f"{self._urls[api]}/orders/{order_id}", headers=self._auth
+            ) as resp:
+                raw = await resp.read()
+                sent.status = resp.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            sent.error = repr(exc)[:200]
+            return sent
+        finally:
+            sent.answered_at = datetime.now(UTC)
+        try:
+            answer = json.loads(raw)
+            order = answer["order"] if sent.status == 409 else answer
+            sent.cancel_status = order.get("cancel_status") if sent.status in (202, 409) else None
+            if sent.status != 202:
+                sent.message = str(answer["message"])[:300]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            sent.message = raw[:300].decode(errors="replace")
+        return sent
 
     async def _post(self, http: aiohttp.ClientSession, spec: Spec, api: int) -> Sent:
         headers = self._auth | ({} if spec.key is None else {"Idempotency-Key": spec.key})

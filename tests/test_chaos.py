@@ -1,6 +1,7 @@
 """The chaos suite (issue 9; README, "Chaos suite"): the CI profile and the bouncer profile
-(issue 11: many instances through a real PgBouncer) against today's code, every invariant PASS;
-and each planted bug against the profile that makes it show, its invariant FAIL.
+(issue 11: many instances through a real PgBouncer), both with cancels and update streams that
+resume by cursor (issue 12), against today's code, every invariant PASS; and each planted bug
+against the profile that makes it show, its invariant FAIL.
 
 Each run is `python -m chaos` in a process of its own, with its own PostgreSQL, exchange-sim and
 services (DATABASE_URL is not used); its report is printed whatever the outcome.
@@ -70,6 +71,13 @@ def keeps_every_promise(
     ran = {f["kind"] for f in result["faults"] if f["started_s"] is not None and not f["error"]}
     assert ran == kinds, f"faults that did not run: {kinds - ran}"
     assert "one leader per role" in result["invariants"]
+    # Issue 12: cancels asked (some refused, 409) and update streams resumed along the way.
+    assert {"cancels final", "CANCELED not held"} <= set(result["invariants"])
+    assert "streams: every change once, in order" in result["invariants"]
+    assert result["cancels"].get("202", 0) > 50
+    assert result["cancels"].get("409", 0) > 0
+    assert len(result["streams"]) == 2
+    assert all(s["events"] > 2000 and s["connections"] > 3 for s in result["streams"].values())
     failed = {name: c["bad"] for name, c in result["invariants"].items() if not c["passed"]}
     assert failed == {}  # every invariant PASS (the report above shows the counterexamples)
     assert code == 0
