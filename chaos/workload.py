@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -183,17 +183,10 @@ class Workload:
     async def _delete(self, http: aiohttp.ClientSession, n: int, order_id: str, api: int) -> Cancel:
         sent = Cancel(n, order_id, api, datetime.now(UTC))
         self.cancels.append(sent)
-        try:
-            async with http.delete(
-                f"{self._urls[api]}/orders/{order_id}", headers=self._auth
-            ) as resp:
-                raw = await resp.read()
-                sent.status = resp.status
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            sent.error = repr(exc)[:200]
+        url = f"{self._urls[api]}/orders/{order_id}"
+        raw = await _request(http, "DELETE", url, sent, headers=self._auth)
+        if raw is None:
             return sent
-        finally:
-            sent.answered_at = datetime.now(UTC)
         try:
             answer = json.loads(raw)
             order = answer["order"] if sent.status == 409 else answer
@@ -208,17 +201,10 @@ class Workload:
         headers = self._auth | ({} if spec.key is None else {"Idempotency-Key": spec.key})
         sent = Sent(spec.n, spec.key, api, datetime.now(UTC))
         self.sent.append(sent)
-        try:
-            async with http.post(
-                f"{self._urls[api]}/orders", json=spec.body, headers=headers
-            ) as resp:
-                raw = await resp.read()
-                sent.status = resp.status
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            sent.error = repr(exc)[:200]
+        url = f"{self._urls[api]}/orders"
+        raw = await _request(http, "POST", url, sent, json=spec.body, headers=headers)
+        if raw is None:
             return sent
-        finally:
-            sent.answered_at = datetime.now(UTC)
         if sent.status != 201:
             sent.message = raw[:300].decode(errors="replace")  # the whole answer, as it came
             return sent
@@ -229,3 +215,25 @@ class Workload:
         except (ValueError, KeyError, TypeError):
             sent.message = raw[:300].decode(errors="replace")
         return sent
+
+
+class _Answered(Protocol):
+    status: int | None
+    error: str | None
+    answered_at: datetime | None
+
+
+async def _request(
+    http: aiohttp.ClientSession, method: str, url: str, record: _Answered, **kwargs: Any
+) -> bytes | None:
+    """The answer's body, its status and time noted in `record`; None when there was no answer,
+    or not all of it (`record.error` says why)."""
+    try:
+        async with http.request(method, url, **kwargs) as resp:
+            record.status = resp.status
+            return await resp.read()
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        record.error = repr(exc)[:200]
+        return None
+    finally:
+        record.answered_at = datetime.now(UTC)
