@@ -30,7 +30,9 @@ LEASES_LOST = Counter(
     "orders_placement_leases_lost_total",
     "Attempts abandoned because the order's lease had passed to another instance",
 )
-RETRY_JOBS = Gauge("orders_retry_jobs", "Retry jobs running in this process")
+RETRY_JOBS = Gauge(
+    "orders_retry_jobs", "Retry jobs running (all workers)", multiprocess_mode="livesum"
+)
 SWEEP_ERRORS = Counter(
     "orders_retry_sweep_errors_total", "Sweeps for due retries that failed (database unreachable)"
 )
@@ -46,7 +48,9 @@ CANCEL_REQUESTS = Counter(
 CANCELS = Counter(
     "orders_cancels_total", "Cancels that reached their outcome, by outcome", ["outcome"]
 )
-UPDATE_STREAMS = Gauge("orders_update_streams", "GET /orders/updates streams open in this process")
+UPDATE_STREAMS = Gauge(
+    "orders_update_streams", "GET /orders/updates streams open", multiprocess_mode="livesum"
+)
 UPDATE_EVENTS_SENT = Counter("orders_update_events_sent_total", "Order updates sent to streams")
 UPDATE_STREAM_ENDS = Counter(
     "orders_update_stream_ends_total",

@@ -11,6 +11,12 @@ from orders_core.settings import DEFAULT_EXCHANGE_URL, Settings
 
 class ApiSettings(Settings):
     orders_api_port: int = Field(default=8000, ge=0, le=65535)
+    orders_api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes sharing the port (SO_REUSEPORT), each an instance of its own",
+    )
 
     exchange_url: str = DEFAULT_EXCHANGE_URL
     exchange_max_connections: int = Field(

@@ -39,7 +39,9 @@ CONNECTIONS_CLOSED = Counter(
 )
 for _reason in ("head_timeout", "over_capacity"):
     CONNECTIONS_CLOSED.labels(_reason)
-CONNECTIONS_OPEN = Gauge("http_connections_open", "HTTP connections open now")
+CONNECTIONS_OPEN = Gauge(
+    "http_connections_open", "HTTP connections open now", multiprocess_mode="livesum"
+)
 
 # client_max_size of the services that take no request body (tracker, listener): a body is
 # never read there, and one that is asked for past this gets a 413.
@@ -232,7 +234,12 @@ class LimitedRequestHandler(web.RequestHandler):
 
 
 async def _serve(
-    app: web.Application, host: str, port: int, limits: ServerLimits, **runner_kwargs: Any
+    app: web.Application,
+    host: str,
+    port: int,
+    limits: ServerLimits,
+    reuse_port: bool,
+    **runner_kwargs: Any,
 ) -> None:
     runner = web.AppRunner(app, handle_signals=True, **runner_kwargs)
     await runner.setup()
@@ -245,6 +252,7 @@ async def _serve(
             lambda: LimitedRequestHandler(server, connections, loop=loop, access_log=None),
             host,
             port,
+            reuse_port=reuse_port or None,
         )
         try:
             await asyncio.Event().wait()  # until SIGINT/SIGTERM (GracefulExit)
@@ -260,11 +268,13 @@ def run(
     port: int,
     limits: ServerLimits,
     loop: asyncio.AbstractEventLoop,
+    reuse_port: bool = False,
     **runner_kwargs: Any,
 ) -> None:
-    """`web.run_app` with our limits: serve until SIGINT/SIGTERM, then stop gracefully."""
+    """`web.run_app` with our limits: serve until SIGINT/SIGTERM, then stop gracefully.
+    `reuse_port`: share the port with the service's other workers (SO_REUSEPORT)."""
     asyncio.set_event_loop(loop)
-    main = loop.create_task(_serve(app, host, port, limits, **runner_kwargs))
+    main = loop.create_task(_serve(app, host, port, limits, reuse_port, **runner_kwargs))
     try:
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):

@@ -14,12 +14,14 @@ from typing import Any, TypeVar
 import asyncpg
 import uvloop
 from aiohttp import web
-from prometheus_client import REGISTRY, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from orders_core import http_errors, limits
+from orders_core import http_errors, limits, workers
 from orders_core.db import DB_ERRORS, Pool, create_pool_when_up, database_url
 from orders_core.errors import ApiError
+from orders_core.pool_metrics import refresh_pool_gauges
 from orders_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,7 +147,11 @@ def pool_context(
         if max_size is not None:
             settings = settings.model_copy(update={"db_pool_max_size": max_size})
         app[pool_key] = await create_pool_when_up(database_url(settings), settings)
-        yield
+        if workers.shared_metrics_on():  # the pool's gauges, for whichever worker is scraped
+            async with running(refresh_pool_gauges(), "pool-gauges"):
+                yield
+        else:
+            yield
         await app[pool_key].close()
 
     return pool
@@ -165,7 +171,13 @@ async def running(job: Coroutine[Any, Any, None], name: str) -> AsyncIterator[as
 
 
 def metrics_handler() -> Handler:
-    return make_aiohttp_handler(REGISTRY)
+    """This process's metrics; with several workers (orders_core.workers), every worker's,
+    summed (their live gauges: of the workers alive)."""
+    if not workers.shared_metrics_on():
+        return make_aiohttp_handler(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return make_aiohttp_handler(registry)
 
 
 def serve(app: web.Application, name: str, settings: Settings, port: int) -> None:
@@ -173,4 +185,5 @@ def serve(app: web.Application, name: str, settings: Settings, port: int) -> Non
     server limits of `settings` (`orders_core.limits`: head timeout, keep-alive, connection cap)."""
     host = settings.bind_host
     log.info("%s on http://%s:%d", name, host, port)
-    limits.run(app, host, port, limits.ServerLimits.of(settings), uvloop.new_event_loop())
+    loop = uvloop.new_event_loop()
+    limits.run(app, host, port, limits.ServerLimits.of(settings), loop, workers.is_worker())
