@@ -7,7 +7,7 @@ Runs, in one go and against the same PostgreSQL server:
      same concurrency, each stored, placed and its outcome recorded;
 and prints both rates and their ratio. Usage:
 
-    python -m bench.post_orders [--orders 3000] [--concurrency 64] [--latency-ms 0]
+    python -m bench.post_orders [--orders 3000] [--concurrency 64] [--latency-ms 0] [--workers 1]
 
 With --latency-ms 500 (the original exchange) the API's rate is bounded by concurrency / 0.5 s:
 what it shows then is that the HTTP connection pool does not throttle below that.
@@ -87,11 +87,16 @@ async def through_api(api: ApiProcess, count: int, concurrency: int) -> float:
 
 
 def _cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """CPU seconds of a process and its children (ORDERS_API_WORKERS > 1: the workers)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in (process, *process.children(recursive=True)):
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
 
 
-async def main(count: int, concurrency: int, latency_ms: int) -> None:
+async def main(count: int, concurrency: int, latency_ms: int, workers: int) -> None:
     server = database_url(SystemSettings())
     dsn = await fresh_database(server, BENCH_DB)
     pg_rate = await baseline(dsn, count, concurrency)
@@ -110,14 +115,17 @@ async def main(count: int, concurrency: int, latency_ms: int) -> None:
             rate_limit_per_s=1e9,
             rate_limit_burst=10**9,
         )
-        async with await ApiProcess.start(settings) as api:
+        async with await ApiProcess.start(settings, ORDERS_API_WORKERS=str(workers)) as api:
             await through_api(api, min(count, 200), concurrency)  # warm-up
             cpu_before = _cpu(api.proc.pid), _cpu(sim.proc.pid)
             api_rate = await through_api(api, count, concurrency)
             cpu_api, cpu_sim = (
                 _cpu(p) - b for p, b in zip((api.proc.pid, sim.proc.pid), cpu_before, strict=True)
             )
-    print(f"orders={count} concurrency={concurrency} exchange latency={latency_ms} ms")
+    print(
+        f"orders={count} concurrency={concurrency} exchange latency={latency_ms} ms "
+        f"API workers={workers}"
+    )
     print(f"  PostgreSQL, one INSERT per order : {pg_rate:8.0f} orders/s")
     print(f"  POST /orders (store, place, record): {api_rate:8.0f} orders/s")
     print(f"  ratio API / PostgreSQL minimal    : {api_rate / pg_rate:8.2f}")
@@ -135,5 +143,6 @@ if __name__ == "__main__":
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="ORDERS_API_WORKERS")
     args = parser.parse_args()
-    asyncio.run(main(args.orders, args.concurrency, args.latency_ms))
+    asyncio.run(main(args.orders, args.concurrency, args.latency_ms, args.workers))
