@@ -33,8 +33,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Every scenario of bench/run.py, its report in bench/results/latest.md with PNG plots. wrk is
+# Debian's (installed here when missing and allowed); matplotlib comes with the `bench` extra.
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python -m bench.post_orders
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,embedded,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The chaos suite's long profile (README, "Chaos suite"): a random seed, printed for replay, and
 # the report kept in chaos/reports/. CHAOS_ARGS="--minutes 5" for a shorter run.
@@ -45,7 +50,7 @@ chaos: $(STAMP)
 # Re-pin every package after changing pyproject.toml's dependencies.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet -e '.[dev,embedded]'
+	.lock-venv/bin/pip install --quiet -e '.[dev,embedded,bench]'
 	(echo '# Every package of the dev and embedded install, pinned (pip freeze). Regenerate with `make lock`.'; \
 	 .lock-venv/bin/pip freeze --exclude-editable) > constraints.txt
 	rm -rf .lock-venv

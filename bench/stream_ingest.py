@@ -157,7 +157,8 @@ async def raw_copy(dsn: str, events: list[dict[str, Any]]) -> float:
         await conn.close()
 
 
-async def main(count: int, batch: int) -> None:
+async def main(count: int, batch: int) -> tuple[float, float]:
+    """Prints both rates and their ratio; returns (listener, COPY) events/s."""
     server = database_url(SystemSettings())
     events = synthetic(count)
     with stream_process(events) as url:
@@ -172,6 +173,7 @@ async def main(count: int, batch: int) -> None:
     )
     print(f"  COPY of the same rows              : {copy_rate:9.0f} events/s")
     print(f"  ratio listener / COPY              : {listener_rate / copy_rate:9.2f}")
+    return listener_rate, copy_rate
 
 
 if __name__ == "__main__":
