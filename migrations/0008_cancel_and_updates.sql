@@ -64,18 +64,23 @@ CREATE TABLE order_updates_horizon (
 INSERT INTO order_updates_horizon DEFAULT VALUES;
 
 -- The order as the API returns it (orders_api.schemas.OrderModel), for an update's body.
-CREATE FUNCTION order_update_body(o orders) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'id', o.id, 'created_at', o.created_at, 'type', o.type, 'side', o.side,
-        'instrument', o.instrument, 'limit_price', o.limit_price::text, 'quantity', o.quantity,
-        'status', o.status, 'stock_market_order_status', s.stock_market_order_status,
-        'filled_quantity', s.filled_quantity, 'attempts', o.attempts,
-        'last_error', o.last_error, 'failed_at', o.failed_at, 'updated_at', o.updated_at,
-        'cancel_requested_at', o.cancel_requested_at, 'cancel_status', o.cancel_status,
-        'cancel_error', o.cancel_error)
-      FROM (SELECT) AS one
-      LEFT JOIN exchange_order_status AS s ON s.order_id = o.id
-$$;
+-- PL/pgSQL, not SQL: a session keeps its plan, where an SQL function called from a trigger is
+-- planned again on every call (measured: 0.6 ms of CPU per order).
+CREATE FUNCTION order_update_body(o orders) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (
+        SELECT jsonb_build_object(
+            'id', o.id, 'created_at', o.created_at, 'type', o.type, 'side', o.side,
+            'instrument', o.instrument, 'limit_price', o.limit_price::text,
+            'quantity', o.quantity, 'status', o.status,
+            'stock_market_order_status', s.stock_market_order_status,
+            'filled_quantity', s.filled_quantity, 'attempts', o.attempts,
+            'last_error', o.last_error, 'failed_at', o.failed_at, 'updated_at', o.updated_at,
+            'cancel_requested_at', o.cancel_requested_at, 'cancel_status', o.cancel_status,
+            'cancel_error', o.cancel_error)
+          FROM (SELECT) AS one
+          LEFT JOIN exchange_order_status AS s ON s.order_id = o.id);
+END $$;
 
 CREATE FUNCTION order_updates_from_orders() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
