@@ -132,6 +132,10 @@ class Hub:
                 metrics.UPDATES_SEQUENCER_ERRORS.inc()
                 log.warning("numbering order updates failed; trying again", exc_info=True)
                 numbered = 0
+            except Exception:  # a bug must not stop the numbering for good
+                metrics.UPDATES_SEQUENCER_ERRORS.inc()
+                log.exception("numbering order updates failed unexpectedly; trying again")
+                numbered = 0
             if numbered:
                 self.wake()
             await asyncio.sleep(0 if numbered >= SEQUENCE_BATCH else interval_s)

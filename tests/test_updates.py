@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -359,3 +360,26 @@ async def test_a_client_that_stops_reading_is_disconnected(
         assert await (await api.get("/metrics")).text()  # the server itself is fine
     finally:
         writer.close()
+
+
+async def test_the_sequencer_outlives_an_unexpected_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Like the retry sweep: a bug in one run must not stop the numbering for good.
+    results: list[int | Exception] = [ValueError("a bug"), 1]
+
+    async def sequence(pool: object, batch: int = 0) -> int:
+        outcome = results.pop(0) if results else 0
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(updates, "sequence", sequence)
+    hub = updates.Hub()
+    woken = hub.changed
+    task = asyncio.ensure_future(hub.sequence_forever(None, 0.01))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(woken.wait(), 5)  # the run after the error numbered something
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert results == []
