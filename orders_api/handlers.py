@@ -12,7 +12,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel
 
-from orders_api import reads, store
+from orders_api import cancels, reads, store
 from orders_api.keys import PLACER, POOL, PRINCIPAL
 from orders_api.requests import json_object, validate
 from orders_api.schemas import (
@@ -118,7 +118,7 @@ async def order_history(request: web.Request, path: OrderPath) -> web.StreamResp
 async def cancel_order(request: web.Request, path: OrderPath) -> web.StreamResponse:
     """DELETE /orders/{id} (SPEC §8): 202 once the cancel is asked (a repeat answers the same and
     asks nothing more); 409 when nothing is left to cancel."""
-    row = await request.app[PLACER].request_cancel(request[PRINCIPAL].account_id, path.id)
+    row = await cancels.request_cancel(request.app[POOL], request[PRINCIPAL].account_id, path.id)
     if row is None:
         raise NotFound(ORDER_NOT_FOUND)
     if row["cancel_status"] == CancelStatus.PENDING:

@@ -17,9 +17,10 @@ from uuid import UUID
 import asyncpg
 
 from orders_api import metrics, reads, store
-from orders_api.policy import Policy, after_cancel, after_lookup, after_placement, utcnow
+from orders_api.cancels import Canceller, claim_lost
+from orders_api.policy import Policy, after_lookup, after_placement, utcnow
 from orders_core.db import DB_ERRORS, Pool, PooledConnection
-from orders_core.domain import EXCHANGE_TERMINAL, CancelStatus, OrderStatus
+from orders_core.domain import CancelStatus, OrderStatus
 from orders_core.errors import InternalError
 from orders_core.exchange import ExchangeClient, LookupResult, PlaceResult
 from orders_core.wire import PlaceOrderRequest
@@ -57,6 +58,7 @@ class Placer:
         self._policy = policy
         self._owner = owner
         self._rng = random.Random()
+        self._cancels = Canceller(pool, exchange, policy, self._rng)
 
     async def place_new(self, order: store.NewOrder) -> asyncpg.Record:
         """Store the order and try the exchange once: the row as it stands. When the order's
@@ -168,7 +170,7 @@ class Placer:
         metrics.RETRY_JOBS.inc()
         try:
             if row["cancel_status"] == CancelStatus.PENDING:
-                await self._cancel(row)
+                await self._cancels.run_claimed(row)
             else:
                 await self._advance(row)
         except DB_ERRORS:
@@ -208,49 +210,6 @@ class Placer:
         outcome = after_placement(result, attempt, deadline, self._policy, utcnow(), self._rng)
         await self._finish(order_id, token, outcome, _answered(result, attempt))
 
-    async def _cancel(self, row: asyncpg.Record) -> None:
-        """Make sure the exchange holds no live order for a cancel that is asked: cancel it there
-        (a "not found" counts once no placement request can still book it)."""
-        order_id: UUID = row["id"]
-        asked_at = utcnow()  # a "not found" speaks of when it was asked, not answered
-        result = await self._exchange.cancel(str(order_id))
-        metrics.CANCEL_REQUESTS.labels(result.outcome.value).inc()
-        outcome = after_cancel(
-            result,
-            OrderStatus(row["status"]),
-            row["pending_deadline"],
-            row["last_error"],
-            row["cancel_attempts"],
-            self._policy,
-            asked_at,
-            utcnow(),
-            self._rng,
-        )
-        updated = await store.finish_cancel(
-            self._pool, order_id, row["lease_token"], outcome, result.outcome.value, result.detail
-        )
-        if updated is None:
-            _claim_lost(order_id, row["lease_token"])
-        elif outcome.cancel_status is not CancelStatus.PENDING:
-            metrics.CANCELS.labels(outcome.cancel_status.value).inc()
-            log.info(
-                "cancel final",
-                extra={
-                    "order_id": str(order_id),
-                    "cancel_status": outcome.cancel_status.value,
-                    "status": outcome.status.value,
-                    "cancel_error": outcome.cancel_error,
-                },
-            )
-
-    async def request_cancel(self, account_id: UUID, order_id: UUID) -> asyncpg.Record | None:
-        """Ask for the cancel of an account's order (None: not the account's). Carried out by
-        whichever instance claims it next: the request is durable in the row."""
-        row = await store.request_cancel(self._pool, account_id, order_id, EXCHANGE_TERMINAL)
-        if row is not None and row["requested"]:
-            metrics.CANCELS_REQUESTED.inc()
-        return row
-
     async def _look_up(self, row: asyncpg.Record) -> tuple[LookupResult, store.Outcome | None]:
         """Ask the exchange for the order; what that decides (None: absent, place again)."""
         asked_at = utcnow()  # a "not found" speaks of when it was asked, not answered
@@ -289,7 +248,7 @@ class Placer:
     ) -> asyncpg.Record | None:
         updated = await store.finish(self._pool, order_id, token, outcome, event)
         if updated is None:
-            _claim_lost(order_id, token)
+            claim_lost(order_id, token)
         elif outcome.status is not OrderStatus.IN_PROGRESS:
             metrics.FINISHED.labels(outcome.status.value).inc()
             log.info(
@@ -301,14 +260,6 @@ class Placer:
                 },
             )
         return updated
-
-
-def _claim_lost(order_id: UUID, token: int) -> None:
-    metrics.LEASES_LOST.inc()
-    log.warning(
-        "claim taken over before the outcome was written: nothing written",
-        extra={"order_id": str(order_id), "lease_token": token},
-    )
 
 
 def _answered(result: PlaceResult, attempt: int) -> store.Event:

@@ -9,7 +9,6 @@ the sweep uses its index; times written are `clock_timestamp()`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,7 +19,7 @@ import asyncpg
 from orders_core.db import Pool, PooledConnection
 from orders_core.domain import CancelStatus, OrderStatus
 
-_COLUMNS = (
+ROW_COLUMNS = (
     "id",
     "created_at",
     "type",
@@ -45,13 +44,13 @@ _COLUMNS = (
     "cancel_error",
     "cancel_attempts",
 )
-_NAMES = tuple(c.rsplit(" AS ", 1)[-1] for c in _COLUMNS)  # as a row of them names them
+ROW_NAMES = tuple(c.rsplit(" AS ", 1)[-1] for c in ROW_COLUMNS)  # as a row of them names them
 # The exchange's own view of the order, as the listener last stored it (exchange_order_status).
-_MARKET_STATUS = """(SELECT s.stock_market_order_status FROM exchange_order_status s
+MARKET_STATUS = """(SELECT s.stock_market_order_status FROM exchange_order_status s
                     WHERE s.order_id = {table}.id) AS stock_market_order_status,
                    (SELECT s.filled_quantity FROM exchange_order_status s
                     WHERE s.order_id = {table}.id) AS filled_quantity"""
-COLUMNS = ", ".join((*_COLUMNS, _MARKET_STATUS.format(table="orders")))
+COLUMNS = ", ".join((*ROW_COLUMNS, MARKET_STATUS.format(table="orders")))
 
 # Create the order and take the lease of its synchronous attempt in one statement: the attempt is
 # counted and its deadline recorded before the request is sent, so a crash mid-call loses nothing.
@@ -65,7 +64,7 @@ SELECT $1, $2, $3, $4, $5, $6, 1, $7, $8, $9, nextval('orders_lease_token_seq'),
        clock_timestamp() + make_interval(secs => $10), true, $11, $12, $13
  WHERE clock_timestamp() < $7  -- too late for its first attempt: store nothing (see placement)
 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {", ".join(_COLUMNS)}, NULL::text AS stock_market_order_status,
+RETURNING {", ".join(ROW_COLUMNS)}, NULL::text AS stock_market_order_status,
           NULL::bigint AS filled_quantity
 ), sent AS (
 INSERT INTO order_history (order_id, event, attempt, detail)
@@ -74,7 +73,7 @@ SELECT id, 'placement_sent', 1, 'valid until ' || $7::timestamptz FROM o
 SELECT * FROM o"""
 
 # The end of a claim's write: fenced by its token, the lease given back, the change's time.
-_CLAIM_ENDS = """lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+CLAIM_ENDS = """lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
        sync_pending = false, updated_at = c.now
   FROM (SELECT clock_timestamp() AS now) AS c
  WHERE id = $1 AND lease_token = $2"""
@@ -88,7 +87,7 @@ UPDATE orders
    SET status = $3, pending_deadline = $4, next_attempt_at = $5, last_error = $6,
        exchange_order_id = coalesce($7, exchange_order_id), lookup_failures = $8,
        failed_at = CASE WHEN $3 = 'FAILURE' THEN c.now END,
-       {_CLAIM_ENDS}
+       {CLAIM_ENDS}
 RETURNING {COLUMNS}
 ), learned AS (
 INSERT INTO order_history (order_id, event, attempt, outcome, detail)
@@ -110,7 +109,7 @@ UPDATE orders AS o
          LIMIT $3
            FOR UPDATE SKIP LOCKED) AS due
  WHERE o.id = due.id
-RETURNING {", ".join(f"o.{c}" for c in _COLUMNS)}, {_MARKET_STATUS.format(table="o")}"""
+RETURNING {", ".join(f"o.{c}" for c in ROW_COLUMNS)}, {MARKET_STATUS.format(table="o")}"""
 
 # Count the attempt and record its deadline before sending, while the claim is ours and alive.
 # Whoever claims the order next finds it due no earlier than that deadline has surely passed, and
@@ -141,55 +140,6 @@ SELECT attempts FROM upd"""
 RELEASE_ALL = """
 UPDATE orders SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
  WHERE lease_owner = $1"""
-
-# DELETE /orders/{id} (SPEC §8), one statement: the order if it is the account's, and whether this
-# request asked for its cancel. A cancelable order gets cancel_status PENDING and is due at once;
-# its claim ends (lease_token NULL), so an attempt in flight writes nothing more and places
-# nothing more: the cancel's claimant finds out what the exchange holds. A repeat changes nothing.
-# $3: the exchange statuses after which nothing is left to cancel. Not cancelable: the order as
-# `cur` locked it. A request that waited for the row lock of another one's cancel sees the row as
-# that one left it (PENDING: a repeat, 202); reading `orders` again would show it as of this
-# statement's start (no cancel asked: a 409 that names no reason).
-REQUEST_CANCEL = f"""
-WITH cur AS (
-SELECT {", ".join(f"o.{c}" for c in _COLUMNS)},
-       s.stock_market_order_status, s.filled_quantity,
-       o.status <> 'FAILURE' AND o.cancel_status IS NULL
-             AND coalesce(s.stock_market_order_status <> ALL ($3::text[]), true) AS cancelable
-  FROM orders AS o LEFT JOIN exchange_order_status AS s ON s.order_id = o.id
- WHERE o.id = $1 AND o.account_id = $2
-   FOR NO KEY UPDATE OF o
-), upd AS (
-UPDATE orders AS o
-   SET cancel_requested_at = c.now, cancel_status = 'PENDING', next_attempt_at = c.now,
-       lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, sync_pending = false,
-       updated_at = c.now
-  FROM cur, (SELECT clock_timestamp() AS now) AS c
- WHERE o.id = cur.id AND cur.cancelable
-RETURNING {", ".join(f"o.{c}" for c in _COLUMNS)}, {_MARKET_STATUS.format(table="o")}
-), noted AS (
-INSERT INTO order_history (order_id, event) SELECT id, 'cancel_requested' FROM upd
-)
-SELECT *, true AS requested FROM upd
-UNION ALL
-SELECT {", ".join(_NAMES)}, stock_market_order_status, filled_quantity, false FROM cur
- WHERE NOT EXISTS (SELECT 1 FROM upd)"""
-
-# Record what a cancel request to the exchange decided, under the claim that sent it (as FINISH).
-FINISH_CANCEL = f"""
-WITH upd AS (
-UPDATE orders
-   SET status = $3, last_error = $4, exchange_order_id = coalesce($5, exchange_order_id),
-       failed_at = CASE WHEN $3 = 'FAILURE' THEN coalesce(failed_at, c.now) END,
-       pending_deadline = $6, next_attempt_at = $7, cancel_status = $8, cancel_error = $9,
-       cancel_attempts = cancel_attempts + 1,
-       {_CLAIM_ENDS}
-RETURNING {COLUMNS}
-), learned AS (
-INSERT INTO order_history (order_id, event, outcome, detail)
-SELECT id, 'cancel_answered', $10, $11 FROM upd
-)
-SELECT * FROM upd"""
 
 
 @dataclass(frozen=True)
@@ -308,34 +258,6 @@ async def begin_attempt(
         BEGIN_ATTEMPT, order_id, token, deadline, settled, lease_s, lookup
     )
     return attempts
-
-
-async def request_cancel(
-    pool: Pool, account_id: UUID, order_id: UUID, ended: Iterable[str]
-) -> asyncpg.Record | None:
-    """The order (None when it is not the account's) with `requested`: whether this call asked
-    for its cancel. `ended`: the exchange statuses that leave nothing to cancel."""
-    return await pool.fetchrow(REQUEST_CANCEL, order_id, account_id, sorted(ended))
-
-
-async def finish_cancel(
-    pool: Pool, order_id: UUID, token: int, outcome: CancelOutcome, answer: str, detail: str
-) -> asyncpg.Record | None:
-    """The updated row, or None when the claim `token` is no longer the order's."""
-    return await pool.fetchrow(
-        FINISH_CANCEL,
-        order_id,
-        token,
-        outcome.status.value,
-        outcome.last_error,
-        outcome.exchange_order_id,
-        outcome.pending_deadline,
-        outcome.next_attempt_at,
-        outcome.cancel_status.value,
-        outcome.cancel_error,
-        answer,
-        detail,
-    )
 
 
 async def release_all(pool: Pool, owner: str) -> None:
